@@ -1,0 +1,26 @@
+//! RouterOS CLI, as spoken by a MikroTik ROSE Data Server, without any I/O.
+//!
+//! Two halves: typed command builders (every interpolated value is a validated newtype, so no
+//! caller can smuggle a `;` or `[` into a command line), and parsers for the text RouterOS
+//! prints back (`print detail` records that wrap, space-grouped numbers, `key: value`
+//! monitors, `failure: …` errors on either stream). Keeping this crate pure lets the parsers
+//! be fuzzed and property-tested, and lets the simulator and the client share one truth.
+
+pub mod capacity;
+pub mod command;
+pub mod disk;
+pub mod error;
+pub mod file;
+pub mod monitor;
+pub mod record;
+pub mod size;
+pub mod value;
+
+pub use capacity::Capacity;
+pub use command::{Command, DiskAdd, NvmeExport};
+pub use disk::Disk;
+pub use error::{Failure, FailureKind, ParseError, ValueError};
+pub use file::FileEntry;
+pub use monitor::SystemResource;
+pub use record::Record;
+pub use value::{ByteSize, FilePath, MountPoint, Nqn, Port, Slot};
