@@ -22,7 +22,10 @@ pub trait Exec: Send + Sync {
     fn exec<'a>(&'a self, verb: &'static str, line: &'a str, deadline: Duration) -> ExecFuture<'a>;
     /// Cheap liveness check that does not run a RouterOS command (opens and closes a
     /// session). RouterOS does not answer SSH keepalive requests.
-    fn ping(&self, deadline: Duration) -> Pin<Box<dyn Future<Output = Result<(), RdsError>> + Send + '_>>;
+    fn ping(
+        &self,
+        deadline: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<(), RdsError>> + Send + '_>>;
     /// Human-readable target for logs (`admin@10.0.0.1:22`).
     fn target(&self) -> String;
 }

@@ -6,13 +6,17 @@
 //! and retries, detects RouterOS failures on either stream and classifies every error
 //! once ([`ErrorClass`]), so the gRPC layer maps classes to codes in one place.
 
+mod backoff;
 pub mod client;
 pub mod error;
 pub mod exec;
 pub mod hostkey;
 pub mod ssh;
+pub mod testing;
 
-pub use client::{ClientConfig, CommandEvent, CommandObserver, CreateOutcome, RdsClient};
+pub use client::{
+    ClientConfig, CommandEvent, CommandObserver, CreateOutcome, DeleteOutcome, RdsClient,
+};
 pub use error::{ErrorClass, RdsError};
 pub use exec::{Exec, ExecFuture, ExecOutput};
 pub use hostkey::HostKeyPolicy;
