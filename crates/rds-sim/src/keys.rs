@@ -49,8 +49,43 @@ fn write_private(path: &Path, key: &PrivateKey) -> Result<String, SimError> {
     Ok(text.to_string())
 }
 
-fn finish_client(mut key: PrivateKey, path: PathBuf) -> Result<ClientKey, SimError> {
+fn encode_client(mut key: PrivateKey) -> Result<(String, String), SimError> {
     key.set_comment("rds-sim-client");
+    let private = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| SimError::key("encode private key", e))?;
+    let public_line = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| SimError::key("encode public key", e))?;
+    Ok((private.to_string(), public_line))
+}
+
+fn random_ed25519() -> Result<PrivateKey, SimError> {
+    PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
+        .map_err(|e| SimError::key("generate ed25519", e))
+}
+
+/// A fresh ed25519 client key pair, in memory: `(OpenSSH private key, authorized_keys line)`.
+pub fn generate_client_key() -> Result<(String, String), SimError> {
+    encode_client(random_ed25519()?)
+}
+
+/// A fresh 2048-bit RSA client key pair (proves RSA logins work; 2048 bits keeps generation
+/// tolerable in debug builds): `(OpenSSH private key, authorized_keys line)`.
+pub fn generate_client_key_rsa() -> Result<(String, String), SimError> {
+    let pair = RsaKeypair::random(&mut russh::keys::key::safe_rng(), 2048)
+        .map_err(|e| SimError::key("generate rsa", e))?;
+    let key = PrivateKey::new(KeypairData::from(pair), "")
+        .map_err(|e| SimError::key("build rsa key", e))?;
+    encode_client(key)
+}
+
+/// An ed25519 client key saved as `dir/id_ed25519` (mode 0600), for tools that want a file.
+pub fn write_client_key(dir: &Path) -> Result<ClientKey, SimError> {
+    let mut key = random_ed25519()?;
+    key.set_comment("rds-sim-client");
+    let path = dir.join("id_ed25519");
     let private_key_openssh = write_private(&path, &key)?;
     let public_line = key
         .public_key()
@@ -63,29 +98,9 @@ fn finish_client(mut key: PrivateKey, path: PathBuf) -> Result<ClientKey, SimErr
     })
 }
 
-/// A fresh ed25519 client key, saved as `dir/id_ed25519`.
-pub fn generate_client_key(dir: &Path) -> Result<ClientKey, SimError> {
-    let key = PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
-        .map_err(|e| SimError::key("generate ed25519", e))?;
-    finish_client(key, dir.join("id_ed25519"))
-}
-
-/// A fresh 2048-bit RSA client key, saved as `dir/id_rsa` (proves RSA logins work; 2048 bits
-/// keeps generation tolerable in debug builds).
-pub fn generate_client_key_rsa(dir: &Path) -> Result<ClientKey, SimError> {
-    let pair = RsaKeypair::random(&mut russh::keys::key::safe_rng(), 2048)
-        .map_err(|e| SimError::key("generate rsa", e))?;
-    let key = PrivateKey::new(KeypairData::from(pair), "")
-        .map_err(|e| SimError::key("build rsa key", e))?;
-    finish_client(key, dir.join("id_rsa"))
-}
-
 /// Loads the host key, or creates and saves one so the fingerprint survives process restarts.
 pub(crate) fn host_key(file: Option<&Path>) -> Result<PrivateKey, SimError> {
-    let fresh = || {
-        PrivateKey::random(&mut russh::keys::key::safe_rng(), Algorithm::Ed25519)
-            .map_err(|e| SimError::key("generate host key", e))
-    };
+    let fresh = random_ed25519;
     let Some(path) = file else { return fresh() };
     match std::fs::read_to_string(path) {
         Ok(text) => PrivateKey::from_openssh(text.as_bytes())

@@ -20,7 +20,7 @@ mod sim;
 pub use config::{SimConfig, Storage};
 pub use error::SimError;
 pub use faults::{Faults, Timing};
-pub use keys::{ClientKey, generate_client_key, generate_client_key_rsa};
+pub use keys::{ClientKey, generate_client_key, generate_client_key_rsa, write_client_key};
 pub use model::{Exporter, NoExporter, SimDisk, SimFile};
 pub use sim::{Sim, run_until};
 

@@ -129,7 +129,11 @@ pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) 
                     line = " ".repeat(indent);
                 }
                 line.push_str(rest);
-                fresh = false;
+                // The remainder stands alone on its line (as in the hardware sample), so the
+                // next property never shares a line with the tail of a cut token.
+                lines.push(std::mem::take(&mut line));
+                line = " ".repeat(INDENT);
+                fresh = true;
             }
         }
     }
