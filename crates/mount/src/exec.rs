@@ -137,7 +137,6 @@ impl CommandRunner for TokioRunner {
                         let _ =
                             rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
                     }
-                    drop(wait);
                     Err(Error::CommandTimeout {
                         command: spec.display(),
                         deadline: spec.deadline,

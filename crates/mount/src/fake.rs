@@ -63,7 +63,7 @@ struct FakeMount {
     target: PathBuf,
     fs_type: String,
     source: String,
-    read_only: bool,
+    flags: MountFlags,
 }
 
 #[derive(Debug, Default)]
@@ -147,7 +147,7 @@ impl RecordingSys {
                 target: target.to_path_buf(),
                 fs_type: fs_type.to_string(),
                 source: source.to_string(),
-                read_only: false,
+                flags: MountFlags::default(),
             });
         }
         self.sync_mountinfo();
@@ -178,12 +178,12 @@ impl RecordingSys {
         };
         let mut text = String::from("1 0 0:1 / / rw,relatime shared:1 - rootfs rootfs rw\n");
         for m in &st.mounts {
-            let opt = if m.read_only { "ro" } else { "rw" };
             text.push_str(&format!(
-                "{} 1 {} / {} {opt},nosuid,nodev shared:{} - {} {} rw\n",
+                "{} 1 {} / {} {} shared:{} - {} {} rw\n",
                 m.id,
                 m.dev,
                 escape(&m.target),
+                render(m.flags),
                 m.id,
                 m.fs_type,
                 m.source
@@ -193,6 +193,26 @@ impl RecordingSys {
         // Test helper: a failed write surfaces as a confusing test failure soon enough.
         let _ = std::fs::write(path, text);
     }
+}
+
+/// Per-mount options in the kernel's order and spelling.
+fn render(f: MountFlags) -> String {
+    let mut out = vec![if f.read_only { "ro" } else { "rw" }];
+    for (on, name) in [
+        (f.nosuid, "nosuid"),
+        (f.nodev, "nodev"),
+        (f.noexec, "noexec"),
+        (f.sync, "sync"),
+        (f.nodiratime, "nodiratime"),
+        (f.noatime, "noatime"),
+        (f.relatime, "relatime"),
+        (f.lazytime, "lazytime"),
+    ] {
+        if on {
+            out.push(name);
+        }
+    }
+    out.join(",")
 }
 
 fn escape(p: &Path) -> String {
@@ -236,7 +256,7 @@ impl MountSys for RecordingSys {
                 target: target.to_path_buf(),
                 fs_type: fs_type.to_string(),
                 source: source.to_string_lossy().into_owned(),
-                read_only: flags.read_only,
+                flags,
             });
         }
         self.sync_mountinfo();
@@ -258,7 +278,6 @@ impl MountSys for RecordingSys {
             st.mounts.push(FakeMount {
                 id,
                 target: target.to_path_buf(),
-                read_only: false,
                 ..src
             });
         }
@@ -274,7 +293,7 @@ impl MountSys for RecordingSys {
         {
             let mut st = self.lock();
             match st.mounts.iter_mut().rev().find(|m| m.target == target) {
-                Some(m) => m.read_only = flags.read_only,
+                Some(m) => m.flags = flags,
                 None => return Err(io::Error::from_raw_os_error(22)),
             }
         }

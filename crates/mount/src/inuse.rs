@@ -229,7 +229,7 @@ impl InUseProbe {
 
 fn link_matches(target: &Path, mount_path: &Path, device_paths: &[PathBuf]) -> bool {
     let target = normalize(target);
-    target.starts_with(mount_path) || device_paths.iter().any(|d| *d == target)
+    target.starts_with(mount_path) || device_paths.contains(&target)
 }
 
 /// Matches the open file by device number: `st_dev` for a file on the filesystem, `st_rdev` for

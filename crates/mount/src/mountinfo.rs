@@ -249,3 +249,24 @@ fn unescape_bytes(s: &str) -> Vec<u8> {
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{normalize, unescape};
+    use std::path::Path;
+
+    #[test]
+    fn unescape_known_and_keeps_invalid_sequences() {
+        assert_eq!(unescape(r"a\040b\011c\012d\134e"), "a b\tc\nd\\e");
+        assert_eq!(unescape(r"x\09y"), r"x\09y");
+        assert_eq!(unescape(r"end\04"), r"end\04");
+        assert_eq!(unescape(r"\777"), r"\777");
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a//b/./c/")), Path::new("/a/b/c"));
+        assert_eq!(normalize(Path::new("/a/b/../c")), Path::new("/a/c"));
+    }
+}

@@ -264,3 +264,28 @@ pub(crate) fn usage_from(
         available_inodes: favail,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::usage_from;
+
+    #[test]
+    fn used_counts_reserved_blocks_and_available_is_user_view() {
+        let u = usage_from(4096, 1000, 300, 250, 100, 60, 60);
+        assert_eq!(u.total_bytes, 4096 * 1000);
+        assert_eq!(u.used_bytes, 4096 * 700);
+        assert_eq!(u.available_bytes, 4096 * 250);
+        assert_eq!(
+            (u.total_inodes, u.used_inodes, u.available_inodes),
+            (100, 40, 60)
+        );
+    }
+
+    #[test]
+    fn inconsistent_counters_saturate_instead_of_wrapping() {
+        let u = usage_from(4096, 10, 20, 20, 5, 9, 9);
+        assert_eq!(u.used_bytes, 0);
+        assert_eq!(u.used_inodes, 0);
+    }
+}

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::time::Duration;
 
 use mount::{CommandRunner, CommandSpec, Error, TokioRunner};
@@ -47,4 +49,37 @@ async fn missing_program_is_a_spawn_error() {
     let err = TokioRunner.run(&spec).await.unwrap_err();
     assert!(matches!(err, Error::Spawn { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/blkid"));
+}
+
+#[tokio::test]
+async fn deadline_also_kills_helpers_in_the_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let spec = CommandSpec::new("sh", ["-c", script.as_str()], Duration::from_millis(300));
+    assert!(matches!(
+        TokioRunner.run(&spec).await,
+        Err(Error::CommandTimeout { .. })
+    ));
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    // SIGKILL delivery is asynchronous; poll (bounded) for the helper to die or become a zombie.
+    let mut dead = false;
+    for _ in 0..100 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => dead = true,
+            Ok(stat) => {
+                dead = stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            }
+        }
+        if dead {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(dead, "helper sleep {pid} survived the deadline");
 }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use mount::{Error, FsType, OptionPolicy, build_mount_options};
 
 fn rejected(opts: &[&str], fs: Option<FsType>, policy: OptionPolicy) -> (String, String) {
