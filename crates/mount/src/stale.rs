@@ -44,8 +44,9 @@ impl MountHealth {
 
 /// Classifies the visible (top-most) mount at `mount_path`.
 ///
-/// `current_device` is the device node the NQN resolves to now, or `None` when it resolves to
-/// nothing. `expect_read_only` suppresses [`MountHealth::ReadOnly`] for volumes mounted ro on
+/// `current_device` is the canonical device node (`/dev/nvmeXnY`, not a `/dev/disk/by-*` link,
+/// which `lstat` would not see as a block device) the NQN resolves to now, or `None` when it
+/// resolves to nothing. `expect_read_only` suppresses [`MountHealth::ReadOnly`] for volumes mounted ro on
 /// purpose. An `lstat` error other than "missing" is reported as `Err`: inconclusive is not healthy,
 /// but it is not proof of staleness either.
 pub fn classify(
