@@ -24,6 +24,7 @@ fn jitter(d: Duration, factor: f64) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

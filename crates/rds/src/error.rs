@@ -96,6 +96,7 @@ impl RdsError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use routeros::{Failure, FailureKind};

@@ -177,6 +177,7 @@ fn normalize_fingerprint(b64: &str) -> Result<String, RdsError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use russh::keys::PrivateKey;

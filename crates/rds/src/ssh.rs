@@ -526,6 +526,7 @@ impl Exec for SshTransport {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
