@@ -555,3 +555,91 @@ async fn fifty_concurrent_reads_through_two_sessions() {
     }
     assert_eq!(e.sim.connection_count(), 1, "one connection for everything");
 }
+
+/// A TCP peer that accepts and then says nothing: the handshake can never finish.
+async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, task)
+}
+
+fn config_for_addr(addr: std::net::SocketAddr, connect_timeout: Duration) -> SshConfig {
+    let (private, _) = ed25519_key();
+    let mut cfg = SshConfig::new(
+        "127.0.0.1",
+        "admin",
+        private,
+        HostKeyPolicy::InsecureAcceptAny,
+    );
+    cfg.port = addr.port();
+    cfg.connect_timeout = connect_timeout;
+    cfg
+}
+
+#[tokio::test]
+async fn stalled_handshake_hits_the_connect_timeout_with_its_stage() {
+    let (addr, server) = silent_server().await;
+    let transport = SshTransport::new(config_for_addr(addr, Duration::from_millis(300))).unwrap();
+    let err = transport.connect().await.unwrap_err();
+    match &err {
+        RdsError::Connect { reason, .. } => assert!(reason.contains("SSH handshake"), "{err}"),
+        other => panic!("expected Connect, got {other}"),
+    }
+    assert!(err.is_retryable());
+    server.abort();
+}
+
+#[tokio::test]
+async fn command_deadline_bounds_a_stalled_connect() {
+    let (addr, server) = silent_server().await;
+    let transport = SshTransport::new(config_for_addr(addr, Duration::from_secs(30))).unwrap();
+    let err = transport
+        .exec("disk-print", "/disk print", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RdsError::Timeout { verb: "disk-print", after } if after == Duration::from_millis(300)),
+        "{err}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn refused_connection_is_a_retryable_connect_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let transport = SshTransport::new(config_for_addr(addr, Duration::from_secs(5))).unwrap();
+    let err = transport.connect().await.unwrap_err();
+    assert!(matches!(err, RdsError::Connect { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::Transport);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn typed_pin_offers_only_its_algorithm_family() {
+    // RSA-only server, ed25519 pin: with the offer narrowed to ed25519 there is no common
+    // host-key algorithm, so negotiation fails before any key is even presented.
+    let (private, public) = ed25519_key();
+    let dir = tempfile::tempdir().unwrap();
+    let host_key_file = dir.path().join("host_rsa");
+    write_0600(&host_key_file, &rsa_key().0);
+    let mut cfg = SimConfig::for_tests();
+    cfg.authorized_keys = vec![public.clone()];
+    cfg.host_key_file = Some(host_key_file);
+    let sim = Sim::start(cfg).await.unwrap();
+    let other = sim_for(&[&public]).await;
+    let transport = SshTransport::new(ssh_config(&sim, &private, pinned(&other))).unwrap();
+    let err = transport.connect().await.unwrap_err();
+    assert!(
+        matches!(err, RdsError::Connect { .. }),
+        "negotiation refused, got {err}"
+    );
+    assert!(sim.commands().is_empty());
+}
