@@ -527,3 +527,25 @@ fn only_add_is_unsafe_to_retry() {
     assert!(retry_safe(&command::disk_set_size(&s, ByteSize(GIB))));
     assert!(!retry_safe(&command::disk_add(&spec("pvc-1", GIB))));
 }
+
+/// gRPC handlers run on a multi-threaded runtime: every operation's future must be `Send`.
+#[test]
+fn operation_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let exec = Arc::new(ScriptedExec::new());
+    let c = client(&exec);
+    let s = slot("pvc-1");
+    let add = spec("pvc-1", GIB);
+    let dir = FilePath::new(POOL).unwrap();
+    let mp = MountPoint::new("storage-pool").unwrap();
+    assert_send(&c.get_disk(&s));
+    assert_send(&c.list_disks(&s));
+    assert_send(&c.create_disk(&add));
+    assert_send(&c.resize_disk(&s, ByteSize(GIB)));
+    assert_send(&c.delete_disk(&s));
+    assert_send(&c.remove_file(&dir));
+    assert_send(&c.list_files(&dir));
+    assert_send(&c.capacity(&mp));
+    assert_send(&c.system_resource());
+    assert_send(&c.ping());
+}
