@@ -36,7 +36,7 @@ impl std::fmt::Display for Command {
     }
 }
 
-fn read(verb: &'static str, line: String) -> Command {
+fn query(verb: &'static str, line: String) -> Command {
     Command {
         line,
         verb,
@@ -44,7 +44,7 @@ fn read(verb: &'static str, line: String) -> Command {
     }
 }
 
-fn write(verb: &'static str, line: String) -> Command {
+fn change(verb: &'static str, line: String) -> Command {
     Command {
         line,
         verb,
@@ -88,11 +88,11 @@ pub fn disk_add(spec: &DiskAdd) -> Command {
             nvme.port, nvme.nqn
         ));
     }
-    write("disk-add", line)
+    change("disk-add", line)
 }
 /// `/disk print detail where slot=<slot>`
 pub fn disk_print_slot(slot: &Slot) -> Command {
-    read(
+    query(
         "disk-print",
         format!("/disk print detail where slot={slot}"),
     )
@@ -101,14 +101,14 @@ pub fn disk_print_slot(slot: &Slot) -> Command {
 ///
 /// A `Slot` has no regex metacharacters, so the prefix matches literally.
 pub fn disk_print_slot_prefix(prefix: &Slot) -> Command {
-    read(
+    query(
         "disk-print",
         format!("/disk print detail where slot~\"^{prefix}\""),
     )
 }
 /// `/disk set [find slot=<slot>] file-size=<size>`
 pub fn disk_set_size(slot: &Slot, size: ByteSize) -> Command {
-    write(
+    change(
         "disk-set",
         format!(
             "/disk set [find slot={slot}] file-size={}",
@@ -118,13 +118,13 @@ pub fn disk_set_size(slot: &Slot, size: ByteSize) -> Command {
 }
 /// `/disk remove [find slot=<slot>]`
 pub fn disk_remove(slot: &Slot) -> Command {
-    write("disk-remove", format!("/disk remove [find slot={slot}]"))
+    change("disk-remove", format!("/disk remove [find slot={slot}]"))
 }
 /// `/file print detail where name="<path without leading />"`
 ///
 /// `/file` names carry no leading `/`; `=` compares literally, so nothing is escaped.
 pub fn file_print(path: &FilePath) -> Command {
-    read(
+    query(
         "file-print",
         format!(
             "/file print detail where name=\"{}\"",
@@ -139,14 +139,14 @@ pub fn file_print(path: &FilePath) -> Command {
 /// is needed. The trailing `/` keeps `metal-csi-evil` out of `metal-csi`.
 pub fn file_print_under(dir: &FilePath) -> Command {
     let pattern = dir.without_leading_slash().replace('.', "[.]");
-    read(
+    query(
         "file-print",
         format!("/file print detail where name~\"^{pattern}/\""),
     )
 }
 /// `/file remove [find name="<path without leading />"]`
 pub fn file_remove(path: &FilePath) -> Command {
-    write(
+    change(
         "file-remove",
         format!(
             "/file remove [find name=\"{}\"]",
@@ -156,14 +156,14 @@ pub fn file_remove(path: &FilePath) -> Command {
 }
 /// `/disk print detail where mount-point="<mp>"`
 pub fn capacity(mount_point: &MountPoint) -> Command {
-    read(
+    query(
         "disk-print",
         format!("/disk print detail where mount-point=\"{mount_point}\""),
     )
 }
 /// `/system resource print`
 pub fn system_resource() -> Command {
-    read("system-resource", "/system resource print".to_owned())
+    query("system-resource", "/system resource print".to_owned())
 }
 
 /// Phrases RouterOS (or the RDS) uses for a failed command, lowercase, with the kind they
@@ -268,11 +268,6 @@ pub fn detect_failure(stdout: &str, stderr: &str, exit_status: Option<u32>) -> O
         }
         message.truncate(cut);
         message.push('…');
-    }
-    if let Some(code) = bad_exit
-        && !parts.is_empty()
-    {
-        message.push_str(&format!(" (exit status {code})"));
     }
     Some(Failure { kind, message })
 }
@@ -429,7 +424,7 @@ mod tests {
         assert_eq!(f.kind, FailureKind::NoSpace);
         let f = detect_failure("failure: volume already exists\n", "", Some(1)).unwrap();
         assert_eq!(f.kind, FailureKind::AlreadyExists);
-        assert_eq!(f.message, "failure: volume already exists (exit status 1)");
+        assert_eq!(f.message, "failure: volume already exists");
         let f = detect_failure("", "disk is in use", Some(0)).unwrap();
         assert_eq!(f.kind, FailureKind::InUse);
         let f = detect_failure("bad command name /system resource print\n", "", None).unwrap();
@@ -450,7 +445,8 @@ mod tests {
         assert_eq!(f.kind, FailureKind::Other);
         assert!(f.message.contains("exit status 1"));
         let f = detect_failure("out text", "err text", Some(2)).unwrap();
-        assert_eq!(f.message, "out text\nerr text (exit status 2)");
+        assert_eq!(f.kind, FailureKind::Other);
+        assert_eq!(f.message, "out text\nerr text");
     }
 
     #[test]
