@@ -31,10 +31,8 @@ pub enum Error {
         timeout: std::time::Duration,
     },
 
-    #[error("connecting to {path}: {source}")]
-    Connect {
-        path: PathBuf,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    /// `detail` holds the whole cause chain: tonic's own message is just
+    /// "transport error", which tells an operator nothing.
+    #[error("connecting to {path}: {detail}")]
+    Connect { path: PathBuf, detail: String },
 }

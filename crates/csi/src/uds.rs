@@ -128,12 +128,27 @@ pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, Error> {
             path: path.to_path_buf(),
             timeout,
         }),
-        Ok(Err(source)) => Err(Error::Connect {
+        Ok(Err(e)) => Err(Error::Connect {
             path: path.to_path_buf(),
-            source,
+            detail: cause_chain(&e),
         }),
         Ok(Ok(channel)) => Ok(channel),
     }
+}
+
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        // Wrappers often repeat their inner error's text verbatim.
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -128,4 +128,8 @@ async fn connect_to_missing_socket_names_the_path() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("absent.sock"), "{err}");
+    assert!(
+        err.to_string().contains("No such file"),
+        "cause must be shown: {err}"
+    );
 }
