@@ -48,6 +48,11 @@ pub(crate) fn spawn_accept(
                     continue;
                 }
             };
+            // run_stream does not apply `config.nodelay`; without it every reply waits on
+            // delayed ACKs (~40 ms per command on loopback).
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "rds-sim: set_nodelay failed");
+            }
             let control = match stream.into_std().and_then(|s| {
                 let control = s.try_clone()?;
                 Ok((s, control))
