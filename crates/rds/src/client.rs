@@ -229,10 +229,11 @@ impl RdsClient {
         })?;
         if let Some(current) = disk.capacity_bytes() {
             if size.0 < current {
-                return Err(RdsError::Rejected(format!(
-                    "shrinking is not supported (current {current} bytes, requested {} bytes)",
-                    size.0
-                )));
+                return Err(RdsError::WouldShrink {
+                    current,
+                    requested: size.0,
+                    disk: Box::new(disk),
+                });
             }
             if size.0 == current {
                 return Ok(disk);
@@ -260,6 +261,13 @@ impl RdsClient {
                 leftover_file: None,
             });
         };
+        self.delete_found_disk(&disk).await
+    }
+
+    /// Removes a disk the caller has just printed (and judged safe to delete), then its
+    /// backing file; saves the second print `delete_disk` would make.
+    pub async fn delete_found_disk(&self, disk: &Disk) -> Result<DeleteOutcome, RdsError> {
+        let slot = &Slot::new(&disk.slot)?;
         match self.run(&command::disk_remove(slot)).await {
             Ok(_) => {}
             Err(e) if e.class() == ErrorClass::NotFound => {}

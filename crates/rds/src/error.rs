@@ -57,6 +57,14 @@ pub enum RdsError {
     /// The request is valid RouterOS but not something the driver will do (e.g. shrinking).
     #[error("{0}")]
     Rejected(String),
+    /// A resize asked for less than the disk has; shrinking would cut data off the end, so the
+    /// client refuses. Typed so callers can answer "already large enough" without parsing text.
+    #[error("shrinking is not supported (current {current} bytes, requested {requested} bytes)")]
+    WouldShrink {
+        current: u64,
+        requested: u64,
+        disk: Box<routeros::Disk>,
+    },
     #[error("SSH configuration: {0}")]
     Config(String),
 }
@@ -78,7 +86,9 @@ impl RdsError {
                 K::InUse | K::Other => ErrorClass::Internal,
             },
             RdsError::NotFound(_) => ErrorClass::NotFound,
-            RdsError::Value(_) | RdsError::Rejected(_) => ErrorClass::Rejected,
+            RdsError::Value(_) | RdsError::Rejected(_) | RdsError::WouldShrink { .. } => {
+                ErrorClass::Rejected
+            }
             RdsError::Parse { .. } | RdsError::Verify(_) | RdsError::Config(_) => {
                 ErrorClass::Internal
             }
