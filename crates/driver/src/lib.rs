@@ -1,1 +1,26 @@
-//! placeholder
+//! The CSI services for the RDS and the policy between CSI and RouterOS.
+//!
+//! `controller` decides CSI semantics (ids, sizes, idempotency, codes) and calls the `rds`
+//! client; `identity` answers who we are and whether the RDS is reachable; `server` puts the
+//! services on a unix socket. Errors map to gRPC codes in exactly one place (`error`).
+
+pub mod backend;
+pub mod capability;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod identity;
+pub mod locks;
+pub mod node;
+pub mod params;
+pub mod rpc;
+pub mod sandbox;
+pub mod server;
+pub mod size;
+pub mod volume_id;
+
+pub use backend::{Backend, Backends};
+pub use controller::ControllerService;
+pub use error::DriverError;
+pub use identity::IdentityService;
+pub use node::NodeService;

@@ -1,0 +1,245 @@
+//! Turning operator settings (flags, the backends file) into live backends.
+//!
+//! Reads key files and the pinned host key once at start; refuses to build a backend without
+//! host-key verification unless the operator opted out explicitly.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rds::{ClientConfig, CommandObserver, Exec, HostKeyPolicy, RdsClient, SshConfig, SshTransport};
+use routeros::{FilePath, Port};
+use serde::Deserialize;
+use tracing::warn;
+
+use crate::backend::Backend;
+use crate::error::{DriverError, Result};
+
+/// One RDS appliance as an operator describes it (flags for the default one, or one
+/// `[[backend]]` table in the backends file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    pub name: String,
+    /// SSH (management) address.
+    pub address: String,
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Private key file (OpenSSH or PEM; ed25519 or RSA).
+    pub key_file: PathBuf,
+    /// A file holding the RDS host key (known_hosts or authorized_keys line), or a
+    /// `SHA256:…` fingerprint.
+    #[serde(default)]
+    pub host_key: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_host_key_verify: bool,
+    /// NVMe/TCP (data) address; defaults to `address` when that is an IP.
+    #[serde(default)]
+    pub nvme_address: Option<IpAddr>,
+    #[serde(default = "default_nvme_port")]
+    pub nvme_port: u16,
+    #[serde(default = "default_volume_path")]
+    pub volume_path: String,
+    /// More directories a StorageClass may select with `volumePath`.
+    #[serde(default)]
+    pub extra_volume_paths: Vec<String>,
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    #[serde(default = "default_connect_timeout", with = "secs")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_read_timeout", with = "secs")]
+    pub read_timeout: Duration,
+    #[serde(default = "default_write_timeout", with = "secs")]
+    pub write_timeout: Duration,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+fn default_user() -> String {
+    "admin".into()
+}
+fn default_nvme_port() -> u16 {
+    4420
+}
+pub fn default_volume_path() -> String {
+    "/storage-pool/metal-csi".into()
+}
+fn default_max_sessions() -> usize {
+    4
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendsFile {
+    #[serde(default)]
+    backend: Vec<BackendSettings>,
+}
+
+/// Reads a TOML backends file (`[[backend]]` tables).
+pub fn read_backends_file(path: &Path) -> Result<Vec<BackendSettings>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DriverError::Config(format!("reading backends file {}: {e}", path.display()))
+    })?;
+    parse_backends(&text)
+        .map_err(|e| DriverError::Config(format!("backends file {}: {e}", path.display())))
+}
+
+pub fn parse_backends(text: &str) -> std::result::Result<Vec<BackendSettings>, String> {
+    toml::from_str::<BackendsFile>(text)
+        .map(|f| f.backend)
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves the host-key setting: a fingerprint, or a file holding a key line.
+pub fn host_key_policy(s: &BackendSettings) -> Result<HostKeyPolicy> {
+    match (&s.host_key, s.insecure_skip_host_key_verify) {
+        (Some(_), true) => Err(DriverError::Config(format!(
+            "backend {}: both a pinned host key and insecure_skip_host_key_verify are set; choose one",
+            s.name
+        ))),
+        (None, true) => {
+            warn!(backend = %s.name, "SSH host key verification is DISABLED for backend {}: anyone on the network path can impersonate the RDS and receive commands", s.name);
+            Ok(HostKeyPolicy::InsecureAcceptAny)
+        }
+        (None, false) => Err(DriverError::Config(format!(
+            "backend {}: SSH host key verification is not configured: pin the RDS host key with --rds-host-key (a file with the key line from `ssh-keyscan`, or a SHA256:… fingerprint), or pass --rds-insecure-skip-verify (not recommended)",
+            s.name
+        ))),
+        (Some(v), false) => {
+            let text = if v.starts_with("SHA256:") {
+                v.clone()
+            } else {
+                std::fs::read_to_string(v).map_err(|e| {
+                    DriverError::Config(format!(
+                        "backend {}: reading pinned host key file {v}: {e}",
+                        s.name
+                    ))
+                })?
+            };
+            HostKeyPolicy::parse(text.trim()).map_err(|e| {
+                DriverError::Config(format!("backend {}: pinned host key: {e}", s.name))
+            })
+        }
+    }
+}
+
+/// Builds a live backend (no network yet: the SSH connection opens on first use).
+pub fn build_backend(
+    s: &BackendSettings,
+    observer: Option<Arc<dyn CommandObserver>>,
+) -> Result<Backend> {
+    let cfg_err = |what: String| DriverError::Config(format!("backend {}: {what}", s.name));
+    let private_key = std::fs::read_to_string(&s.key_file).map_err(|e| {
+        cfg_err(format!(
+            "reading SSH private key {}: {e}",
+            s.key_file.display()
+        ))
+    })?;
+    let host_key = host_key_policy(s)?;
+    let insecure = host_key == HostKeyPolicy::InsecureAcceptAny;
+    let volume_path =
+        FilePath::new(&s.volume_path).map_err(|e| cfg_err(format!("volume_path: {e}")))?;
+    let mut allowed_paths = vec![volume_path.clone()];
+    for p in &s.extra_volume_paths {
+        allowed_paths
+            .push(FilePath::new(p).map_err(|e| cfg_err(format!("extra_volume_paths: {e}")))?);
+    }
+    let nvme_address = match s.nvme_address {
+        Some(a) => a,
+        None => s.address.parse::<IpAddr>().map_err(|_| {
+            cfg_err(format!(
+                "nvme_address is required when the SSH address {:?} is not an IP address",
+                s.address
+            ))
+        })?,
+    };
+    let nvme_port = Port::new(s.nvme_port).map_err(|e| cfg_err(format!("nvme_port: {e}")))?;
+    if s.max_sessions == 0 {
+        return Err(cfg_err("max_sessions must be at least 1".into()));
+    }
+    let ssh = SshConfig {
+        host: s.address.clone(),
+        port: s.port,
+        user: s.user.clone(),
+        private_key,
+        host_key,
+        connect_timeout: s.connect_timeout,
+        max_sessions: s.max_sessions,
+    };
+    let transport = SshTransport::new(ssh).map_err(|e| cfg_err(e.to_string()))?;
+    let exec: Arc<dyn Exec> = Arc::new(transport);
+    let client_cfg = ClientConfig {
+        read_timeout: s.read_timeout,
+        write_timeout: s.write_timeout,
+        ..ClientConfig::default()
+    };
+    let mut client = RdsClient::new(exec, client_cfg);
+    if let Some(o) = observer {
+        client = client.with_observer(o);
+    }
+    Ok(Backend {
+        name: s.name.clone(),
+        client: Arc::new(client),
+        nvme_address,
+        nvme_port,
+        volume_path,
+        allowed_paths,
+        insecure,
+        target: format!("{}@{}:{}", s.user, s.address, s.port),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_file_parses_with_defaults() {
+        let v = parse_backends(
+            r#"
+[[backend]]
+name = "rds2"
+address = "10.0.0.2"
+key_file = "/k"
+host_key = "SHA256:abc"
+nvme_address = "10.0.1.2"
+"#,
+        )
+        .unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].port, 22);
+        assert_eq!(v[0].nvme_port, 4420);
+        assert_eq!(v[0].volume_path, "/storage-pool/metal-csi");
+        assert_eq!(v[0].read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_keys_in_backends_file_are_errors() {
+        let e = parse_backends(
+            "[[backend]]\nname='a'\naddress='1.2.3.4'\nkey_file='/k'\nhostkey='x'\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("hostkey"), "{e}");
+    }
+}

@@ -1,0 +1,618 @@
+//! CSI Controller service: volumes on the RDS.
+//!
+//! Policy lives here (which slot, which size, what is idempotent, which code to answer); the RDS
+//! client does the RouterOS work and never decides CSI semantics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use csi::v1 as pb;
+use csi::v1::controller_service_capability::rpc::Type as RpcType;
+use routeros::{ByteSize, Disk, DiskAdd, FilePath, NvmeExport};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::backend::{Backend, Backends};
+use crate::capability;
+use crate::error::{DriverError, Result};
+use crate::locks::VolumeLocks;
+use crate::params;
+use crate::rpc::traced;
+use crate::size;
+use crate::volume_id::{self, VolumeId};
+
+pub struct ControllerService {
+    backends: Arc<Backends>,
+    locks: VolumeLocks,
+}
+
+/// Only what is implemented is declared: a CO that sees a capability relies on it.
+const CAPABILITIES: &[RpcType] = &[
+    RpcType::CreateDeleteVolume,
+    RpcType::ListVolumes,
+    RpcType::GetCapacity,
+    RpcType::ExpandVolume,
+    RpcType::GetVolume,
+    RpcType::SingleNodeMultiWriter,
+];
+
+/// Token prefix for ListVolumes paging; anything else is rejected as ABORTED (CSI spec).
+const TOKEN_PREFIX: &str = "after:";
+
+impl ControllerService {
+    pub fn new(backends: Arc<Backends>) -> Self {
+        ControllerService {
+            backends,
+            locks: VolumeLocks::default(),
+        }
+    }
+
+    fn backend_of(&self, id: &VolumeId) -> Result<&Arc<Backend>> {
+        self.backends.get(&id.backend).ok_or_else(|| {
+            DriverError::FailedPrecondition(format!(
+                "volume {id} lives on backend {:?}, which is not configured in this controller; configured: {}",
+                id.backend,
+                self.backends.names().join(", ")
+            ))
+        })
+    }
+
+    fn parse_id(&self, raw: &str) -> std::result::Result<VolumeId, volume_id::NotOurs> {
+        VolumeId::parse(raw, self.backends.default_name())
+    }
+
+    async fn create(&self, req: pb::CreateVolumeRequest) -> Result<pb::CreateVolumeResponse> {
+        if req.name.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "volume name is required".into(),
+            ));
+        }
+        capability::check_all(&req.volume_capabilities).map_err(|why| {
+            DriverError::InvalidArgument(format!("invalid volume capabilities: {why}"))
+        })?;
+        if req.volume_content_source.is_some() {
+            return Err(DriverError::InvalidArgument(
+                "creating a volume from a snapshot or another volume is not supported yet; remove dataSource from the PVC".into(),
+            ));
+        }
+        let bytes = size::allocation(req.capacity_range.as_ref())?;
+        let (p, backend) = params::parse(&req.parameters, &self.backends)?;
+        let slot = volume_id::slot_for_name(&req.name).map_err(|e| {
+            DriverError::Internal(format!("deriving a slot for {:?}: {e}", req.name))
+        })?;
+        let id = VolumeId {
+            backend: backend.name.clone(),
+            slot,
+        };
+        let nqn = id
+            .nqn()
+            .map_err(|e| DriverError::Internal(format!("deriving the NQN of {id}: {e}")))?;
+        let file_path = p
+            .volume_dir
+            .join(&format!("{}.img", id.slot.as_str()))
+            .map_err(|e| {
+                DriverError::InvalidArgument(format!("backing file path for {id}: {e}"))
+            })?;
+
+        let _guard = self.locks.lock(&id.to_string()).await;
+        let spec = DiskAdd {
+            slot: id.slot.clone(),
+            file_path: file_path.clone(),
+            file_size: Some(ByteSize(bytes)),
+            nvme: Some(NvmeExport {
+                port: p.nvme_port,
+                nqn: nqn.clone(),
+            }),
+            copy_from: None,
+        };
+        info!(volume = %id, name = %req.name, bytes, path = file_path.as_str(), "creating volume");
+        let outcome = backend.client.create_disk(&spec).await.map_err(|e| {
+            DriverError::rds(
+                format!("creating volume {id} on backend {}", backend.name),
+                e,
+            )
+        })?;
+        let disk = outcome.disk;
+        let capacity = disk.capacity_bytes().ok_or_else(|| {
+            DriverError::Internal(format!("RDS did not report a size for volume {id}"))
+        })?;
+        if !outcome.created {
+            check_same_volume(
+                &id,
+                &disk,
+                &spec,
+                capacity,
+                bytes,
+                req.capacity_range.as_ref(),
+            )?;
+            info!(volume = %id, "volume already existed with the same parameters");
+        }
+        let port = disk.nvme_port.unwrap_or(p.nvme_port.get());
+        let nqn_text = disk
+            .nvme_nqn
+            .clone()
+            .unwrap_or_else(|| nqn.as_str().to_string());
+        let path = disk
+            .file_path
+            .clone()
+            .unwrap_or_else(|| file_path.as_str().to_string());
+        Ok(pb::CreateVolumeResponse {
+            volume: Some(pb::Volume {
+                capacity_bytes: capacity as i64,
+                volume_id: id.to_string(),
+                volume_context: params::volume_context(&p, port, &nqn_text, &path),
+                content_source: None,
+                accessible_topology: vec![],
+            }),
+        })
+    }
+
+    async fn delete(&self, req: pb::DeleteVolumeRequest) -> Result<pb::DeleteVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        let id = match self.parse_id(&req.volume_id) {
+            Ok(id) => id,
+            Err(why) => {
+                // Nothing this driver made can have such an id, so it does not exist (CSI: OK).
+                info!(volume = %req.volume_id, %why, "delete of a volume id that is not ours: nothing to do");
+                return Ok(pb::DeleteVolumeResponse {});
+            }
+        };
+        let backend = self.backend_of(&id)?;
+        let _guard = self.locks.lock(&id.to_string()).await;
+        let disk = backend.client.get_disk(&id.slot).await.map_err(|e| {
+            DriverError::rds(format!("looking up volume {id} before deleting it"), e)
+        })?;
+        let Some(disk) = disk else {
+            info!(volume = %id, "volume does not exist: nothing to delete");
+            return Ok(pb::DeleteVolumeResponse {});
+        };
+        ensure_managed(&id, backend, &disk)?;
+        let outcome = backend
+            .client
+            .delete_found_disk(&disk)
+            .await
+            .map_err(|e| DriverError::rds(format!("deleting volume {id}"), e))?;
+        if let Some(file) = &outcome.leftover_file {
+            warn!(volume = %id, file, "disk removed but its backing file could not be; the orphan reconciler will report it");
+        }
+        Ok(pb::DeleteVolumeResponse {})
+    }
+
+    async fn existing(&self, raw_id: &str) -> Result<(VolumeId, Arc<Backend>, Disk)> {
+        if raw_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        let id = self
+            .parse_id(raw_id)
+            .map_err(|why| DriverError::NotFound(format!("volume {raw_id:?} not found: {why}")))?;
+        let backend = self.backend_of(&id)?.clone();
+        let disk = backend
+            .client
+            .get_disk(&id.slot)
+            .await
+            .map_err(|e| DriverError::rds(format!("looking up volume {id}"), e))?
+            .ok_or_else(|| {
+                DriverError::NotFound(format!("volume {id} not found on backend {}", backend.name))
+            })?;
+        Ok((id, backend, disk))
+    }
+
+    async fn validate(
+        &self,
+        req: pb::ValidateVolumeCapabilitiesRequest,
+    ) -> Result<pb::ValidateVolumeCapabilitiesResponse> {
+        if req.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        if req.volume_capabilities.is_empty() {
+            return Err(DriverError::InvalidArgument(
+                "volume capabilities are required".into(),
+            ));
+        }
+        self.existing(&req.volume_id).await?;
+        if let Err(why) = capability::check_all(&req.volume_capabilities) {
+            return Ok(pb::ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: why,
+            });
+        }
+        Ok(pb::ValidateVolumeCapabilitiesResponse {
+            confirmed: Some(pb::validate_volume_capabilities_response::Confirmed {
+                volume_context: req.volume_context,
+                volume_capabilities: req.volume_capabilities,
+                parameters: req.parameters,
+                mutable_parameters: req.mutable_parameters,
+            }),
+            message: String::new(),
+        })
+    }
+
+    async fn list(&self, req: pb::ListVolumesRequest) -> Result<pb::ListVolumesResponse> {
+        if req.max_entries < 0 {
+            return Err(DriverError::InvalidArgument(format!(
+                "max_entries must not be negative; got {}",
+                req.max_entries
+            )));
+        }
+        let after = if req.starting_token.is_empty() {
+            None
+        } else {
+            let raw = req
+                .starting_token
+                .strip_prefix(TOKEN_PREFIX)
+                .ok_or_else(|| {
+                    DriverError::Aborted(format!(
+                        "starting_token {:?} was not issued by this driver",
+                        req.starting_token
+                    ))
+                })?;
+            Some(self.parse_id(raw).map_err(|why| {
+                DriverError::Aborted(format!(
+                    "starting_token {:?} is not valid: {why}",
+                    req.starting_token
+                ))
+            })?)
+        };
+        let mut all: Vec<(VolumeId, Disk)> = Vec::new();
+        for backend in self.backends.all() {
+            let prefix = routeros::Slot::new(volume_id::SLOT_PREFIX)
+                .map_err(|e| DriverError::Internal(format!("slot prefix: {e}")))?;
+            let disks = backend.client.list_disks(&prefix).await.map_err(|e| {
+                DriverError::rds(format!("listing volumes on backend {}", backend.name), e)
+            })?;
+            for disk in disks {
+                if let Ok(id) = VolumeId::parse(&format!("{}:{}", backend.name, disk.slot), "") {
+                    all.push((id, disk));
+                }
+            }
+        }
+        all.sort_by_key(|(id, _)| id.to_string());
+        let start = match &after {
+            None => 0,
+            Some(after) => {
+                let key = after.to_string();
+                all.partition_point(|(id, _)| id.to_string() <= key)
+            }
+        };
+        let limit = if req.max_entries == 0 {
+            usize::MAX
+        } else {
+            req.max_entries as usize
+        };
+        let page: Vec<_> = all.iter().skip(start).take(limit).collect();
+        let next_token = if start + page.len() < all.len() {
+            page.last()
+                .map(|(id, _)| format!("{TOKEN_PREFIX}{id}"))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let entries = page
+            .into_iter()
+            .map(|(id, disk)| pb::list_volumes_response::Entry {
+                volume: Some(self.volume_of(id, disk)),
+                status: None,
+            })
+            .collect();
+        Ok(pb::ListVolumesResponse {
+            entries,
+            next_token,
+        })
+    }
+
+    fn volume_of(&self, id: &VolumeId, disk: &Disk) -> pb::Volume {
+        let mut ctx = HashMap::new();
+        if let Some(b) = self.backends.get(&id.backend) {
+            ctx.insert(params::C_BACKEND.to_string(), b.name.clone());
+            ctx.insert(
+                params::C_NVME_ADDRESS.to_string(),
+                b.nvme_address.to_string(),
+            );
+        }
+        if let Some(port) = disk.nvme_port {
+            ctx.insert(params::C_NVME_PORT.to_string(), port.to_string());
+        }
+        if let Some(nqn) = &disk.nvme_nqn {
+            ctx.insert(params::C_NQN.to_string(), nqn.clone());
+        }
+        if let Some(path) = &disk.file_path {
+            ctx.insert(params::C_VOLUME_PATH.to_string(), path.clone());
+        }
+        pb::Volume {
+            capacity_bytes: disk.capacity_bytes().unwrap_or(0) as i64,
+            volume_id: id.to_string(),
+            volume_context: ctx,
+            content_source: None,
+            accessible_topology: vec![],
+        }
+    }
+
+    async fn capacity(&self, req: pb::GetCapacityRequest) -> Result<pb::GetCapacityResponse> {
+        let (p, backend) = params::parse(&req.parameters, &self.backends)?;
+        if !req.volume_capabilities.is_empty()
+            && capability::check_all(&req.volume_capabilities).is_err()
+        {
+            // CSI: capacity for capabilities we cannot serve is zero, not an error.
+            return Ok(pb::GetCapacityResponse {
+                available_capacity: 0,
+                ..Default::default()
+            });
+        }
+        let cap = backend
+            .client
+            .capacity(&p.volume_dir.mount_point())
+            .await
+            .map_err(|e| {
+                DriverError::rds(
+                    format!("querying free space on backend {}", backend.name),
+                    e,
+                )
+            })?;
+        let free = cap.free_bytes;
+        Ok(pb::GetCapacityResponse {
+            available_capacity: free.min(i64::MAX as u64) as i64,
+            maximum_volume_size: Some(free.min(size::MAX_VOLUME) as i64),
+            minimum_volume_size: Some(size::MIN_VOLUME as i64),
+        })
+    }
+
+    async fn expand(
+        &self,
+        req: pb::ControllerExpandVolumeRequest,
+    ) -> Result<pb::ControllerExpandVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        let range = req
+            .capacity_range
+            .as_ref()
+            .filter(|r| r.required_bytes > 0 || r.limit_bytes > 0)
+            .ok_or_else(|| {
+                DriverError::InvalidArgument(
+                    "capacity_range with required_bytes is required".into(),
+                )
+            })?;
+        let bytes = size::allocation(Some(range))?;
+        let id = self.parse_id(&req.volume_id).map_err(|why| {
+            DriverError::NotFound(format!("volume {:?} not found: {why}", req.volume_id))
+        })?;
+        let backend = self.backend_of(&id)?;
+        let block = req
+            .volume_capability
+            .as_ref()
+            .is_some_and(|c| capability::all_block(std::slice::from_ref(c)));
+        let _guard = self.locks.lock(&id.to_string()).await;
+        let disk = match backend.client.resize_disk(&id.slot, ByteSize(bytes)).await {
+            Ok(disk) => disk,
+            // Already larger than asked: CSI wants OK with the real size, and the RDS is
+            // never asked to shrink.
+            Err(rds::RdsError::WouldShrink { disk, .. }) => *disk,
+            Err(e) => {
+                return Err(DriverError::rds(
+                    format!("expanding volume {id} to {bytes} bytes"),
+                    e,
+                ));
+            }
+        };
+        let capacity = disk.capacity_bytes().ok_or_else(|| {
+            DriverError::Internal(format!("RDS did not report a size for volume {id}"))
+        })?;
+        Ok(pb::ControllerExpandVolumeResponse {
+            capacity_bytes: capacity as i64,
+            // Always ask for the node step on filesystems: it is idempotent, and answering
+            // `false` on a retried expansion would leave a filesystem smaller than its device.
+            node_expansion_required: !block,
+        })
+    }
+
+    async fn get(
+        &self,
+        req: pb::ControllerGetVolumeRequest,
+    ) -> Result<pb::ControllerGetVolumeResponse> {
+        let (id, _backend, disk) = self.existing(&req.volume_id).await?;
+        Ok(pb::ControllerGetVolumeResponse {
+            volume: Some(self.volume_of(&id, &disk)),
+            status: Some(pb::controller_get_volume_response::VolumeStatus {
+                published_node_ids: vec![],
+                volume_condition: None,
+            }),
+        })
+    }
+}
+
+/// A disk found under the requested slot must be the volume this request would have made;
+/// anything else is a different volume under the same name (ALREADY_EXISTS).
+fn check_same_volume(
+    id: &VolumeId,
+    disk: &Disk,
+    spec: &DiskAdd,
+    capacity: u64,
+    wanted: u64,
+    range: Option<&pb::CapacityRange>,
+) -> Result<()> {
+    let mut diffs = Vec::new();
+    if !size::compatible(capacity, wanted, range) {
+        diffs.push(format!("size {capacity} bytes (requested {wanted})"));
+    }
+    if disk.file_path.as_deref() != Some(spec.file_path.as_str()) {
+        diffs.push(format!(
+            "backing file {:?} (requested {:?})",
+            disk.file_path.as_deref().unwrap_or(""),
+            spec.file_path.as_str()
+        ));
+    }
+    if let Some(nvme) = &spec.nvme
+        && disk.nvme_port != Some(nvme.port.get())
+    {
+        diffs.push(format!(
+            "NVMe port {:?} (requested {})",
+            disk.nvme_port,
+            nvme.port.get()
+        ));
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(DriverError::AlreadyExists(format!(
+            "volume {id} already exists with different parameters: {}",
+            diffs.join(", ")
+        )))
+    }
+}
+
+/// Refuses to touch a disk under one of our slots that this driver would not have made.
+fn ensure_managed(id: &VolumeId, backend: &Backend, disk: &Disk) -> Result<()> {
+    let is_file = disk.kind.as_deref() == Some("file");
+    let path_ok = disk
+        .file_path
+        .as_deref()
+        .and_then(|p| FilePath::new(p).ok())
+        .is_some_and(|p| backend.allows(&p));
+    if is_file && path_ok {
+        Ok(())
+    } else {
+        Err(DriverError::FailedPrecondition(format!(
+            "disk {} on backend {} is not a file disk under the driver's volume paths (type {:?}, file {:?}); refusing to delete it",
+            id.slot.as_str(),
+            backend.name,
+            disk.kind,
+            disk.file_path
+        )))
+    }
+}
+
+fn unimplemented(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not supported by this version of rds-csi"
+    ))
+}
+
+#[tonic::async_trait]
+impl pb::controller_server::Controller for ControllerService {
+    async fn create_volume(
+        &self,
+        request: Request<pb::CreateVolumeRequest>,
+    ) -> std::result::Result<Response<pb::CreateVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let name = req.name.clone();
+        traced("CreateVolume", &name, self.create(req)).await
+    }
+
+    async fn delete_volume(
+        &self,
+        request: Request<pb::DeleteVolumeRequest>,
+    ) -> std::result::Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("DeleteVolume", &id, self.delete(req)).await
+    }
+
+    async fn controller_publish_volume(
+        &self,
+        _request: Request<pb::ControllerPublishVolumeRequest>,
+    ) -> std::result::Result<Response<pb::ControllerPublishVolumeResponse>, Status> {
+        Err(unimplemented("ControllerPublishVolume"))
+    }
+
+    async fn controller_unpublish_volume(
+        &self,
+        _request: Request<pb::ControllerUnpublishVolumeRequest>,
+    ) -> std::result::Result<Response<pb::ControllerUnpublishVolumeResponse>, Status> {
+        Err(unimplemented("ControllerUnpublishVolume"))
+    }
+
+    async fn validate_volume_capabilities(
+        &self,
+        request: Request<pb::ValidateVolumeCapabilitiesRequest>,
+    ) -> std::result::Result<Response<pb::ValidateVolumeCapabilitiesResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("ValidateVolumeCapabilities", &id, self.validate(req)).await
+    }
+
+    async fn list_volumes(
+        &self,
+        request: Request<pb::ListVolumesRequest>,
+    ) -> std::result::Result<Response<pb::ListVolumesResponse>, Status> {
+        traced("ListVolumes", "", self.list(request.into_inner())).await
+    }
+
+    async fn get_capacity(
+        &self,
+        request: Request<pb::GetCapacityRequest>,
+    ) -> std::result::Result<Response<pb::GetCapacityResponse>, Status> {
+        traced("GetCapacity", "", self.capacity(request.into_inner())).await
+    }
+
+    async fn controller_get_capabilities(
+        &self,
+        _request: Request<pb::ControllerGetCapabilitiesRequest>,
+    ) -> std::result::Result<Response<pb::ControllerGetCapabilitiesResponse>, Status> {
+        let capabilities = CAPABILITIES
+            .iter()
+            .map(|t| pb::ControllerServiceCapability {
+                r#type: Some(pb::controller_service_capability::Type::Rpc(
+                    pb::controller_service_capability::Rpc { r#type: *t as i32 },
+                )),
+            })
+            .collect();
+        Ok(Response::new(pb::ControllerGetCapabilitiesResponse {
+            capabilities,
+        }))
+    }
+
+    async fn create_snapshot(
+        &self,
+        _request: Request<pb::CreateSnapshotRequest>,
+    ) -> std::result::Result<Response<pb::CreateSnapshotResponse>, Status> {
+        Err(unimplemented("CreateSnapshot"))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        _request: Request<pb::DeleteSnapshotRequest>,
+    ) -> std::result::Result<Response<pb::DeleteSnapshotResponse>, Status> {
+        Err(unimplemented("DeleteSnapshot"))
+    }
+
+    async fn list_snapshots(
+        &self,
+        _request: Request<pb::ListSnapshotsRequest>,
+    ) -> std::result::Result<Response<pb::ListSnapshotsResponse>, Status> {
+        Err(unimplemented("ListSnapshots"))
+    }
+
+    async fn get_snapshot(
+        &self,
+        _request: Request<pb::GetSnapshotRequest>,
+    ) -> std::result::Result<Response<pb::GetSnapshotResponse>, Status> {
+        Err(unimplemented("GetSnapshot"))
+    }
+
+    async fn controller_expand_volume(
+        &self,
+        request: Request<pb::ControllerExpandVolumeRequest>,
+    ) -> std::result::Result<Response<pb::ControllerExpandVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("ControllerExpandVolume", &id, self.expand(req)).await
+    }
+
+    async fn controller_get_volume(
+        &self,
+        request: Request<pb::ControllerGetVolumeRequest>,
+    ) -> std::result::Result<Response<pb::ControllerGetVolumeResponse>, Status> {
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("ControllerGetVolume", &id, self.get(req)).await
+    }
+
+    async fn controller_modify_volume(
+        &self,
+        _request: Request<pb::ControllerModifyVolumeRequest>,
+    ) -> std::result::Result<Response<pb::ControllerModifyVolumeResponse>, Status> {
+        Err(unimplemented("ControllerModifyVolume"))
+    }
+}

@@ -1,0 +1,53 @@
+//! Puts the CSI services on a unix socket and takes them down gracefully.
+
+use std::future::Future;
+use std::path::Path;
+
+use csi::v1::controller_server::ControllerServer;
+use csi::v1::identity_server::IdentityServer;
+use csi::v1::node_server::NodeServer;
+use tracing::info;
+
+use crate::error::{DriverError, Result};
+use crate::{ControllerService, IdentityService, NodeService};
+
+/// CSI messages are small, but ListVolumes pages can grow; 16 MiB matches the earlier driver.
+const MAX_MESSAGE: usize = 16 << 20;
+
+pub struct Services {
+    pub identity: IdentityService,
+    pub controller: Option<ControllerService>,
+    pub node: Option<NodeService>,
+}
+
+/// Serves until `shutdown` completes, then drains in-flight RPCs and removes the socket file.
+pub async fn serve(
+    socket: &Path,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let incoming = csi::uds::bind(socket)
+        .map_err(|e| DriverError::Config(format!("cannot listen on {}: {e}", socket.display())))?;
+    info!(socket = %socket.display(), controller = services.controller.is_some(), node = services.node.is_some(), "serving CSI");
+    let identity = IdentityServer::new(services.identity)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let controller = services.controller.map(|c| {
+        ControllerServer::new(c)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    });
+    let node = services.node.map(|n| {
+        NodeServer::new(n)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE)
+    });
+    let result = tonic::transport::Server::builder()
+        .add_service(identity)
+        .add_optional_service(controller)
+        .add_optional_service(node)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    let _ = std::fs::remove_file(socket);
+    result.map_err(|e| DriverError::Internal(format!("gRPC server on {}: {e}", socket.display())))
+}
