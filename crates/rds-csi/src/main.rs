@@ -1,1 +1,50 @@
-fn main() {}
+//! The `rds-csi` binary: one executable for the controller, the node plugin, the simulator, the
+//! demo and an operator's CSI client.
+
+mod args;
+mod csi_cmd;
+mod demo;
+mod logging;
+mod run;
+mod shutdown;
+mod sim_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Controller(a) => run::controller(a).await,
+            Command::Node(a) => run::node(a).await,
+            Command::All(a) => run::all(a).await,
+            Command::Sim(a) => sim_cmd::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::Csi(a) => csi_cmd::run(&a.endpoint, a.timeout, a.command)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

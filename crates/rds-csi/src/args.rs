@@ -1,0 +1,285 @@
+//! Command-line and environment configuration. Every flag documents itself for `--help`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::csi_cmd::CsiCommand;
+
+pub const DEFAULT_ENDPOINT: &str = "unix:///var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock";
+pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.srvlab.io";
+
+/// rds-csi: Kubernetes CSI driver for MikroTik ROSE Data Server (RDS) NVMe/TCP storage.
+#[derive(Debug, Parser)]
+#[command(name = "rds-csi", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve CSI Identity + Controller: create, delete, expand and list volumes on the RDS over SSH.
+    Controller(ControllerArgs),
+    /// Serve CSI Identity + Node on this host.
+    Node(NodeArgs),
+    /// Serve Identity, Controller and Node on one socket (single-host setups and tests).
+    All(AllArgs),
+    /// Run the built-in RouterOS simulator as a standalone SSH server.
+    Sim(SimArgs),
+    /// Start the simulator and a controller, then walk a volume through its life over real gRPC,
+    /// printing each step, the RouterOS commands it caused and their timings.
+    Demo(DemoArgs),
+    /// Call any CSI RPC on a driver socket and print the reply as JSON.
+    Csi(CsiArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter in `tracing` syntax (e.g. `info`, `debug`, `rds=debug,info`).
+    #[arg(long, env = "RDS_CSI_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(
+        long,
+        env = "RDS_CSI_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// CSI endpoint to listen on: `unix:///path/csi.sock` or a plain path. A stale socket file
+    /// left by a previous run is removed first.
+    #[arg(long, env = "CSI_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// CSI driver name reported by GetPluginInfo (must match the CSIDriver object).
+    #[arg(long, env = "CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
+    pub driver_name: String,
+    /// How long in-flight RPCs may take to finish after SIGTERM/SIGINT before the process exits.
+    #[arg(long, env = "RDS_CSI_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RdsArgs {
+    /// Name of the default RDS backend (the one StorageClasses without `backend` use).
+    #[arg(long, env = "RDS_BACKEND_NAME", default_value = "default")]
+    pub backend_name: String,
+    /// RDS management (SSH) address of the default backend. Not needed when the backends file
+    /// defines the default backend.
+    #[arg(long, env = "RDS_ADDRESS")]
+    pub rds_address: Option<String>,
+    /// RDS SSH port.
+    #[arg(long, env = "RDS_PORT", default_value_t = 22)]
+    pub rds_port: u16,
+    /// RDS SSH user.
+    #[arg(long, env = "RDS_USER", default_value = "admin")]
+    pub rds_user: String,
+    /// SSH private key file (OpenSSH or PEM; ed25519 or RSA; no passphrase).
+    #[arg(
+        long,
+        env = "RDS_KEY_FILE",
+        default_value = "/etc/rds-csi/ssh/id_ed25519"
+    )]
+    pub rds_key_file: PathBuf,
+    /// Pinned RDS host key: a file holding the key line (`ssh-keyscan` output or known_hosts
+    /// line), or a `SHA256:…` fingerprint. Required unless --rds-insecure-skip-verify.
+    #[arg(long, env = "RDS_HOST_KEY")]
+    pub rds_host_key: Option<String>,
+    /// Accept any RDS host key. Dangerous: anyone on the network path can impersonate the RDS.
+    #[arg(long, env = "RDS_INSECURE_SKIP_VERIFY")]
+    pub rds_insecure_skip_verify: bool,
+    /// NVMe/TCP (storage network) address nodes connect to; defaults to --rds-address when that
+    /// is an IP address.
+    #[arg(long, env = "RDS_NVME_ADDRESS")]
+    pub nvme_address: Option<IpAddr>,
+    /// NVMe/TCP port for new volumes.
+    #[arg(long, env = "RDS_NVME_PORT", default_value_t = 4420)]
+    pub nvme_port: u16,
+    /// Directory on the RDS for backing files of new volumes.
+    #[arg(
+        long,
+        env = "RDS_VOLUME_BASE_PATH",
+        default_value = "/storage-pool/metal-csi"
+    )]
+    pub volume_base_path: String,
+    /// Further directories a StorageClass may choose with `volumePath` (repeatable).
+    #[arg(
+        long = "extra-volume-path",
+        env = "RDS_EXTRA_VOLUME_PATHS",
+        value_delimiter = ','
+    )]
+    pub extra_volume_paths: Vec<String>,
+    /// Most SSH sessions open at once on the RDS connection (RouterOS stalls with many).
+    #[arg(long, env = "RDS_MAX_SESSIONS", default_value_t = 4)]
+    pub rds_max_sessions: usize,
+    /// Deadline for TCP connect + SSH handshake + authentication.
+    #[arg(long, env = "RDS_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub rds_connect_timeout: Duration,
+    /// Deadline for one read-only RouterOS command (`print`).
+    #[arg(long, env = "RDS_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub rds_read_timeout: Duration,
+    /// Deadline for one mutating RouterOS command (`add`, `set`, `remove`).
+    #[arg(long, env = "RDS_WRITE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub rds_write_timeout: Duration,
+    /// TOML file with more RDS backends (`[[backend]]` tables; see docs/configuration.md).
+    #[arg(long, env = "RDS_BACKENDS_FILE")]
+    pub backends_file: Option<PathBuf>,
+    /// Deadline for Probe's reachability check of each RDS.
+    #[arg(long, env = "RDS_PROBE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub rds: RdsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeOnlyArgs {
+    /// This node's name (the Kubernetes node name; kubelet passes it via the downward API).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: String,
+    /// Most volumes this node may attach (0 = no limit).
+    #[arg(long, env = "RDS_MAX_VOLUMES_PER_NODE", default_value_t = 0)]
+    pub max_volumes_per_node: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub node: NodeOnlyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub rds: RdsArgs,
+    #[command(flatten)]
+    pub node: NodeOnlyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Address the simulated RDS SSH server listens on.
+    #[arg(long, env = "RDS_SIM_LISTEN", default_value = "127.0.0.1:2222")]
+    pub listen: SocketAddr,
+    /// Host key file (OpenSSH private key); created on first start so the fingerprint stays stable.
+    #[arg(long, env = "RDS_SIM_HOST_KEY_FILE")]
+    pub host_key_file: Option<PathBuf>,
+    /// authorized_keys file with the public keys allowed to log in.
+    #[arg(long, env = "RDS_SIM_AUTHORIZED_KEYS")]
+    pub authorized_keys: PathBuf,
+    /// Keep sparse backing files in this directory (default: sizes only, in memory).
+    #[arg(long, env = "RDS_SIM_STORAGE_DIR")]
+    pub storage_dir: Option<PathBuf>,
+    /// Pool capacity, e.g. `1Ti`, `500G`, or bytes.
+    #[arg(long, env = "RDS_SIM_CAPACITY", default_value = "1T")]
+    pub capacity: String,
+    /// Pool mount point name (first component of volume paths).
+    #[arg(long, env = "RDS_SIM_POOL", default_value = "storage-pool")]
+    pub pool: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Latency the simulator adds to every RouterOS command (shows what the driver's round trips cost).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub latency: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CsiArgs {
+    /// CSI endpoint of the driver to call.
+    #[arg(long, env = "CSI_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Deadline for the call.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: CsiCommand,
+}
+
+/// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 5m or 1h"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--help` is the reference for operators: every flag of every subcommand says what it does.
+    #[test]
+    fn every_flag_is_documented() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (subcommand)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "rds-csi", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

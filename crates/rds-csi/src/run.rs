@@ -1,0 +1,151 @@
+//! `controller`, `node` and `all`: build the services from flags and serve them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use driver::config::{BackendSettings, build_backend, read_backends_file};
+use driver::server::{Services, serve};
+use driver::{Backends, ControllerService, IdentityService, NodeService};
+use tracing::{error, info, warn};
+
+use crate::args::{AllArgs, ControllerArgs, NodeArgs, NodeOnlyArgs, RdsArgs, ServeArgs};
+use crate::shutdown;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub async fn controller(a: ControllerArgs) -> Result<(), String> {
+    let backends = backends_from(&a.rds)?;
+    check_reachable(&backends).await;
+    let identity = IdentityService::new(
+        a.serve.driver_name.clone(),
+        VERSION.into(),
+        Some(backends.clone()),
+        a.rds.probe_timeout,
+    );
+    let services = Services {
+        identity,
+        controller: Some(ControllerService::new(backends)),
+        node: None,
+    };
+    serve_until_signal(&a.serve, services).await
+}
+
+pub async fn node(a: NodeArgs) -> Result<(), String> {
+    let identity = IdentityService::new(
+        a.serve.driver_name.clone(),
+        VERSION.into(),
+        None,
+        Default::default(),
+    );
+    let services = Services {
+        identity,
+        controller: None,
+        node: Some(node_service(&a.node)?),
+    };
+    serve_until_signal(&a.serve, services).await
+}
+
+pub async fn all(a: AllArgs) -> Result<(), String> {
+    let backends = backends_from(&a.rds)?;
+    check_reachable(&backends).await;
+    let identity = IdentityService::new(
+        a.serve.driver_name.clone(),
+        VERSION.into(),
+        Some(backends.clone()),
+        a.rds.probe_timeout,
+    );
+    let services = Services {
+        identity,
+        controller: Some(ControllerService::new(backends)),
+        node: Some(node_service(&a.node)?),
+    };
+    serve_until_signal(&a.serve, services).await
+}
+
+fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {
+    if n.node_id.trim().is_empty() {
+        return Err("--node-id (NODE_ID) must not be empty".into());
+    }
+    Ok(NodeService::new(n.node_id.clone(), n.max_volumes_per_node))
+}
+
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
+    csi::uds::parse_endpoint(endpoint).map_err(|e| e.to_string())
+}
+
+async fn serve_until_signal(s: &ServeArgs, services: Services) -> Result<(), String> {
+    let socket = socket_path(&s.endpoint)?;
+    info!(version = VERSION, driver = %s.driver_name, "rds-csi starting");
+    serve(&socket, services, shutdown::signal(s.shutdown_timeout))
+        .await
+        .map_err(|e| e.to_string())?;
+    info!("rds-csi stopped");
+    Ok(())
+}
+
+/// The default backend from flags, plus any from the backends file.
+pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, String> {
+    let mut all = match &r.backends_file {
+        Some(p) => read_backends_file(p).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let file_has_default = all.iter().any(|b| b.name == r.backend_name);
+    match (&r.rds_address, file_has_default) {
+        (Some(_), true) => {
+            return Err(format!(
+                "backend {:?} is defined both by --rds-address and in the backends file; keep one",
+                r.backend_name
+            ));
+        }
+        (None, false) => {
+            return Err(format!(
+                "no RDS configured: pass --rds-address (RDS_ADDRESS) or define backend {:?} in --backends-file",
+                r.backend_name
+            ));
+        }
+        (None, true) => {}
+        (Some(address), false) => all.push(BackendSettings {
+            name: r.backend_name.clone(),
+            address: address.clone(),
+            port: r.rds_port,
+            user: r.rds_user.clone(),
+            key_file: r.rds_key_file.clone(),
+            host_key: r.rds_host_key.clone(),
+            insecure_skip_host_key_verify: r.rds_insecure_skip_verify,
+            nvme_address: r.nvme_address,
+            nvme_port: r.nvme_port,
+            volume_path: r.volume_base_path.clone(),
+            extra_volume_paths: r.extra_volume_paths.clone(),
+            max_sessions: r.rds_max_sessions,
+            connect_timeout: r.rds_connect_timeout,
+            read_timeout: r.rds_read_timeout,
+            write_timeout: r.rds_write_timeout,
+        }),
+    }
+    Ok(all)
+}
+
+pub fn backends_from(r: &RdsArgs) -> Result<Arc<Backends>, String> {
+    let settings = settings_from(r)?;
+    let mut built = Vec::new();
+    for s in &settings {
+        built.push(build_backend(s, None).map_err(|e| e.to_string())?);
+    }
+    Backends::new(&r.backend_name, built).map(Arc::new)
+}
+
+/// Connects to every backend once at start. A failure is logged, not fatal: Probe reports the
+/// controller not ready until the RDS answers, instead of a crash loop that hides the cause.
+async fn check_reachable(backends: &Backends) {
+    for b in backends.all() {
+        if b.insecure {
+            warn!(backend = %b.name, target = %b.target, "SSH host key verification is DISABLED (--rds-insecure-skip-verify)");
+        }
+        match b.client.ping().await {
+            Ok(()) => info!(backend = %b.name, target = %b.target, "RDS reachable"),
+            Err(e) => {
+                error!(backend = %b.name, target = %b.target, error = %e, "RDS not reachable at start; Probe will report not ready until it is")
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `rds-csi sim`: the RouterOS simulator as a standalone SSH server, for trying the driver
+//! without an RDS (point `rds-csi controller --rds-address` at it).
+
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::args::SimArgs;
+
+pub async fn run(a: SimArgs) -> Result<(), String> {
+    let keys = std::fs::read_to_string(&a.authorized_keys).map_err(|e| {
+        format!(
+            "reading authorized keys {}: {e}",
+            a.authorized_keys.display()
+        )
+    })?;
+    let authorized_keys: Vec<String> = keys
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if authorized_keys.is_empty() {
+        return Err(format!(
+            "{} holds no public keys: nobody could log in",
+            a.authorized_keys.display()
+        ));
+    }
+    let capacity_bytes = routeros::size::parse_size(&a.capacity)
+        .map_err(|e| format!("--capacity {:?}: {e}", a.capacity))?;
+    let storage = match &a.storage_dir {
+        Some(d) => rds_sim::Storage::Dir(d.clone()),
+        None => rds_sim::Storage::Memory,
+    };
+    let mut cfg = rds_sim::SimConfig::for_tests();
+    cfg.listen = a.listen;
+    cfg.host_key_file = a.host_key_file.clone();
+    cfg.authorized_keys = authorized_keys;
+    cfg.storage = storage;
+    cfg.capacity_bytes = capacity_bytes;
+    cfg.pool = a.pool.clone();
+    let sim = rds_sim::Sim::start(cfg)
+        .await
+        .map_err(|e| format!("starting the simulator: {e}"))?;
+    info!(listen = %sim.addr(), fingerprint = %sim.host_key_fingerprint(), "RouterOS simulator listening");
+    println!("rds-sim listening on {}", sim.addr());
+    println!("host key: {}", sim.host_key_openssh());
+    println!("pin it with: --rds-host-key {}", sim.host_key_fingerprint());
+    crate::shutdown::signal(Duration::from_secs(5)).await;
+    sim.shutdown().await;
+    Ok(())
+}
