@@ -156,20 +156,42 @@ pub(crate) fn listing(legend: Option<&str>, records: &[String]) -> String {
         out.push_str(l);
         out.push_str("\r\n");
     }
+    // RouterOS right-aligns the index in a column as wide as the largest index and shifts the
+    // whole listing right to keep keys aligned.
+    let width = records.len().saturating_sub(1).to_string().len().max(2);
     for (i, r) in records.iter().enumerate() {
         if i > 0 {
             out.push_str("\r\n");
         }
         // Records are rendered with index 0; renumber in print order.
-        out.push_str(&renumber(r, i));
+        out.push_str(&renumber(r, i, width));
         out.push_str("\r\n");
     }
     out
 }
 
-/// Records are rendered as item 0; the real number is only known once the listing is built.
-fn renumber(record: &str, index: usize) -> String {
-    format!("{index:>2}{}", record.get(2..).unwrap_or_default())
+/// Records are rendered as item 0 in a two-column index; the real number and the column width
+/// are only known once the listing is built.
+fn renumber(record: &str, index: usize, width: usize) -> String {
+    let pad = " ".repeat(width - 2);
+    let mut out = String::with_capacity(record.len() + 8 * pad.len());
+    for (n, line) in record.split("\r\n").enumerate() {
+        if n > 0 {
+            out.push_str("\r\n");
+        }
+        if n == 0 {
+            out.push_str(&format!(
+                "{index:>width$}{}",
+                line.get(2..).unwrap_or_default()
+            ));
+        } else if line.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&pad);
+            out.push_str(line);
+        }
+    }
+    out
 }
 
 pub(crate) fn disk_record(d: &SimDisk) -> String {

@@ -100,3 +100,27 @@ async fn builders_and_parsers_round_trip_through_the_simulator() {
         "legend only"
     );
 }
+
+/// Found by the 1,000-volume benchmark: listings with three-digit indexes must still parse
+/// into one disk per record.
+#[tokio::test]
+async fn long_listings_with_wide_indexes_parse_into_every_disk() {
+    let (sim, key) = sim().await;
+    for i in 0..120 {
+        let s = format!("pvc-{i:08x}-0000-4000-8000-{i:012x}");
+        sim.run_local(&format!(
+            "/disk add type=file file-path=/storage-pool/metal-csi/{s}.img file-size=1G slot={s} nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn=nqn.2000-02.com.mikrotik:{s}"
+        ))
+        .unwrap();
+    }
+    let c = connect(&sim, &key).await;
+    let list = cmd::disk_print_slot_prefix(&Slot::new("pvc-").unwrap());
+    let out = exec(&c, list.as_str()).await;
+    let disks = routeros::disk::parse_disks(&out.stdout).unwrap();
+    assert_eq!(disks.len(), 120);
+    assert!(disks.iter().all(|d| d.size_bytes == Some(1 << 30)));
+    assert_eq!(
+        disks[100].slot,
+        format!("pvc-{:08x}-0000-4000-8000-{:012x}", 100, 100)
+    );
+}

@@ -25,9 +25,12 @@
 //! A wrap inside a quoted value is joined with no space (spaces kept at the end of the line
 //! stay part of the value).
 //!
-//! A line is an index line (starting a new record) only when it is less indented than the
-//! first key of the current record; continuation lines are indented at least that far, so
-//! a wrapped `091 mount-filesystem=yes` is not mistaken for item 91.
+//! A line starts a new record only when it begins left of where the current record's index
+//! digits end (RouterOS right-aligns indexes, so the next index ends in the same column), or,
+//! for a record printed without an index, when it is not indented past the first key.
+//! Continuation lines are indented to the key column, so a wrapped `091 mount-filesystem=yes`
+//! is not mistaken for item 91, and a wide index (`100   type=…`) whose continuation lines sit
+//! left of its first key still keeps them.
 
 /// One printed item: optional index and flag letters, then ordered `key=value` fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +90,8 @@ struct Current {
     record: Record,
     /// Column of the record's first key; continuation lines are indented at least this far.
     key_column: usize,
+    /// Column just past the index digits, for indexed records.
+    index_end: Option<usize>,
     open: Open,
 }
 
@@ -315,8 +320,9 @@ impl Parser {
             self.in_legend = false;
         }
 
-        let starts_new = self.current.as_ref().is_none_or(|cur| {
-            indent < cur.key_column || (cur.record.index.is_none() && indent == cur.key_column)
+        let starts_new = self.current.as_ref().is_none_or(|cur| match cur.index_end {
+            Some(end) => indent < end,
+            None => indent <= cur.key_column,
         });
         if !starts_new {
             self.content(line, indent);
@@ -326,6 +332,10 @@ impl Parser {
         if let Some((index, flags, rest_at)) = index_line(line, indent) {
             let rest = &line[rest_at..];
             let key_column = rest_at + (rest.len() - rest.trim_start().len());
+            let digits = line.as_bytes()[indent..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             self.current = Some(Current {
                 record: Record {
                     index: Some(index),
@@ -333,6 +343,7 @@ impl Parser {
                     fields: Vec::new(),
                 },
                 key_column,
+                index_end: Some(indent + digits),
                 open: Open::None,
             });
             self.content(line, rest_at);
@@ -346,6 +357,7 @@ impl Parser {
         self.current = Some(Current {
             record: Record::default(),
             key_column: indent,
+            index_end: None,
             open: Open::None,
         });
         self.content(line, indent);
@@ -648,5 +660,18 @@ mod tests {
     fn hex_escapes_decode() {
         let r = one(r#"comment="caf\C3\A9""#);
         assert_eq!(r.get("comment"), Some("café"));
+    }
+
+    /// Found by the 1,000-volume benchmark: a three-digit index pushes the first key right of
+    /// the continuation lines' column; the record must keep them.
+    #[test]
+    fn wide_index_keeps_continuation_lines_left_of_its_first_key() {
+        let out = " 99   type=file slot=\"a\"\r\n     parent=\"\" fs=-\r\n\r\n100   type=file slot=\"b\"\r\n     parent=\"\" size=1 073 741 824\r\n     091 mount-filesystem=yes\r\n101   type=file slot=\"c\"\r\n";
+        let recs = parse_records(out);
+        let slots: Vec<_> = recs.iter().map(|r| r.get("slot").unwrap_or("")).collect();
+        assert_eq!(slots, ["a", "b", "c"]);
+        assert_eq!(recs[1].index, Some(100));
+        assert_eq!(recs[1].get("parent"), Some(""));
+        assert_eq!(recs[1].get("size"), Some("1 073 741 824 091"));
     }
 }
