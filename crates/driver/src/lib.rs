@@ -9,6 +9,7 @@ pub mod capability;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod fencing;
 pub mod identity;
 pub mod locks;
 pub mod node;
