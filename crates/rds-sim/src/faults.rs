@@ -31,6 +31,8 @@ pub(crate) struct Decision {
     pub hang: Option<Timing>,
     pub disk_full: bool,
     pub errors_on_stderr: bool,
+    /// Apply the command with this text replaced (`from`, `to`), but answer as if it ran as sent.
+    pub rewrite: Option<(String, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +44,7 @@ struct State {
     drops: Vec<(String, Timing)>,
     hangs: Vec<(String, Timing)>,
     errors_on_stderr: bool,
+    rewrites: Vec<(String, String, String)>,
 }
 
 /// Fault injection switches, shared with the running server. All methods take `&self` so a test
@@ -112,6 +115,16 @@ impl Faults {
     }
 
     /// Back to a well-behaved RDS.
+    /// The next command starting with `verb_prefix` is applied with `from` replaced by `to`
+    /// and answered as success: firmware that silently ignores or alters a parameter, so
+    /// the client's verification (and cleanup of what it made) can be tested for real.
+    pub fn rewrite_next(&self, verb_prefix: &str, from: &str, to: &str) {
+        self.with(|s| {
+            s.rewrites
+                .push((verb_prefix.to_string(), from.to_string(), to.to_string()))
+        });
+    }
+
     pub fn clear(&self) {
         self.with(|s| *s = State::default());
     }
@@ -130,7 +143,16 @@ impl Faults {
             };
             let drop = take_match(&mut s.drops, line);
             let hang = take_match(&mut s.hangs, line);
+            let rewrite = s
+                .rewrites
+                .iter()
+                .position(|(p, _, _)| line.starts_with(p.as_str()))
+                .map(|i| {
+                    let (_, from, to) = s.rewrites.remove(i);
+                    (from, to)
+                });
             Decision {
+                rewrite,
                 latency: s.latency,
                 fail,
                 drop,

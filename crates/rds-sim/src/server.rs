@@ -242,7 +242,10 @@ async fn run_command(
         Some(text) => Err(text),
         None => {
             let shared = shared.clone();
-            let line = line.clone();
+            let line = match &decision.rewrite {
+                Some((from, to)) => line.replace(from.as_str(), to.as_str()),
+                None => line.clone(),
+            };
             let disk_full = decision.disk_full;
             tokio::task::spawn_blocking(move || shared.apply(&line, disk_full))
                 .await
