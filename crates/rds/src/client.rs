@@ -16,7 +16,7 @@ use routeros::{
 
 use crate::backoff;
 use crate::error::{ErrorClass, RdsError};
-use crate::exec::{Exec, ExecOutput};
+use crate::exec::{Exec, ExecOutput, TransportStats};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -109,6 +109,11 @@ impl RdsClient {
     /// `user@host:port`, for logs.
     pub fn target(&self) -> String {
         self.exec.target()
+    }
+
+    /// The transport's connection state, for metrics collected at scrape time.
+    pub fn transport_stats(&self) -> Option<TransportStats> {
+        self.exec.stats()
     }
 
     pub fn config(&self) -> &ClientConfig {

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use russh::ChannelMsg;
@@ -22,7 +22,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::error::RdsError;
-use crate::exec::{Exec, ExecFuture, ExecOutput};
+use crate::exec::{Exec, ExecFuture, ExecOutput, TransportStats};
 use crate::hostkey::{HostKeyPolicy, HostKeyRefusal};
 
 /// How long closing an abandoned session may take before we stop caring: the command has
@@ -79,6 +79,11 @@ pub struct SshTransport {
     russh_config: Arc<client::Config>,
     sessions: Semaphore,
     conn: Mutex<Option<Arc<Conn>>>,
+    /// The connection in `conn`, readable without the async lock (a scrape must not wait
+    /// behind a connect). Weak so it never keeps a replaced connection alive.
+    current: std::sync::Mutex<Weak<Conn>>,
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
 }
 
 struct Conn {
@@ -201,6 +206,9 @@ impl SshTransport {
             key: Arc::new(key),
             russh_config: Arc::new(russh_config),
             conn: Mutex::new(None),
+            current: std::sync::Mutex::new(Weak::new()),
+            connects: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
             config,
         })
     }
@@ -240,14 +248,22 @@ impl SshTransport {
         }
         // Dropping the old handle lets its session task end once in-flight commands finish.
         *slot = None;
+        self.set_current(Weak::new());
         let connect_until = (Instant::now() + self.config.connect_timeout).min(deadline_at);
-        match self.establish(connect_until).await {
+        let established = self.establish(connect_until).await;
+        let counter = match established {
+            Ok(_) => &self.connects,
+            Err(_) => &self.connect_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match established {
             Ok(handle) => {
                 let conn = Arc::new(Conn {
                     handle,
                     broken: AtomicBool::new(false),
                 });
                 *slot = Some(Arc::clone(&conn));
+                self.set_current(Arc::downgrade(&conn));
                 tracing::info!(target_addr = %self.addr(), user = %self.config.user, "connected to RDS");
                 Ok(conn)
             }
@@ -266,6 +282,11 @@ impl SshTransport {
             }),
             Err(Established::Failed(e)) => Err(e),
         }
+    }
+
+    fn set_current(&self, conn: Weak<Conn>) {
+        // A poisoned lock only means a panic elsewhere mid-assignment; the Weak is still valid.
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = conn;
     }
 
     /// TCP, handshake (host-key check inside) and authentication, all before `until`.
@@ -522,6 +543,19 @@ impl Exec for SshTransport {
 
     fn target(&self) -> String {
         format!("{}@{}", self.config.user, self.addr())
+    }
+
+    fn stats(&self) -> Option<TransportStats> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade();
+        Some(TransportStats {
+            connected: current.is_some_and(|c| c.usable()),
+            connects: self.connects.load(Ordering::Relaxed),
+            connect_failures: self.connect_failures.load(Ordering::Relaxed),
+        })
     }
 }
 
