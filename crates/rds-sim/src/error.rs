@@ -24,6 +24,24 @@ pub enum SimError {
     /// An `authorized_keys` line the simulator cannot use.
     #[error("authorized_keys line {line}: {detail}")]
     AuthorizedKey { line: usize, detail: String },
+    /// A configfs operation of the nvmet exporter failed.
+    #[error("nvmet: {what} {path}: {source}")]
+    Nvmet {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A configfs operation of the nvmet exporter did not return in time; the kernel target is
+    /// wedged (or a port is draining connections) and the caller must not wait forever.
+    #[error("nvmet: {what} {path} did not finish within {after:?}")]
+    NvmetTimeout {
+        what: &'static str,
+        path: PathBuf,
+        after: std::time::Duration,
+    },
+    /// The nvmet exporter cannot serve this request at all (no target, no backing file, bad NQN).
+    #[error("nvmet: {0}")]
+    NvmetRefused(String),
 }
 
 impl SimError {

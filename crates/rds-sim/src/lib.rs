@@ -5,7 +5,8 @@
 //! (latency, dropped connections before or after a mutation, hangs, reboots) without hardware.
 //!
 //! Entry points: [`Sim::start`] with a [`SimConfig`], then [`Sim::faults`] to inject trouble
-//! and [`Sim::disks`] / [`Sim::files`] / [`Sim::commands`] to assert on effects.
+//! and [`Sim::disks`] / [`Sim::files`] / [`Sim::commands`] to assert on effects. With
+//! [`NvmetExporter`] as the exporter, exported disks become real Linux NVMe/TCP subsystems.
 
 mod command;
 mod config;
@@ -13,6 +14,7 @@ mod error;
 mod faults;
 mod keys;
 mod model;
+mod nvmet;
 mod render;
 mod server;
 mod sim;
@@ -22,6 +24,7 @@ pub use error::SimError;
 pub use faults::{Faults, Timing};
 pub use keys::{ClientKey, generate_client_key, generate_client_key_rsa, write_client_key};
 pub use model::{Exporter, NoExporter, SimDisk, SimFile};
+pub use nvmet::{HostAccess, NvmetConfig, NvmetExporter};
 pub use sim::{Sim, run_until};
 
 /// Re-exported so callers can name durations without importing std.
