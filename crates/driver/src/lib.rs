@@ -4,6 +4,7 @@
 //! client; `identity` answers who we are and whether the RDS is reachable; `server` puts the
 //! services on a unix socket. Errors map to gRPC codes in exactly one place (`error`).
 
+pub mod audit;
 pub mod backend;
 pub mod capability;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod fencing;
 pub mod identity;
 pub mod locks;
+pub mod metrics;
 pub mod node;
 pub mod params;
 pub mod rpc;

@@ -1,0 +1,429 @@
+//! The audit trail: one JSON line per mutating operation and per security event.
+//!
+//! Kept apart from the diagnostic log because it answers a different question (who changed
+//! what, when, and did it work) and must not depend on the log level or format an operator
+//! picked. Records are written by the `rpc::traced` wrapper, so no handler can forget one, and
+//! by [`SecurityEventLayer`], which turns the `security_event` tracing events other crates emit
+//! (the `rds` SSH host-key check) into records. Records never hold request bodies, so secrets
+//! cannot reach them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::Context;
+
+use crate::error::{DriverError, Result};
+use crate::metrics::code_name;
+
+/// The `target` every record carries, so a log pipeline reading stderr can route audit lines.
+pub const TARGET: &str = "audit";
+
+/// CSI calls that change state somewhere (RDS, node, attachments). Read-only calls are not
+/// audited: they are many, and their metrics say enough.
+pub const MUTATING_RPCS: [&str; 10] = [
+    "CreateVolume",
+    "DeleteVolume",
+    "ControllerExpandVolume",
+    "ControllerPublishVolume",
+    "ControllerUnpublishVolume",
+    "NodeStageVolume",
+    "NodeUnstageVolume",
+    "NodePublishVolume",
+    "NodeUnpublishVolume",
+    "NodeExpandVolume",
+];
+
+pub fn is_mutating(method: &str) -> bool {
+    MUTATING_RPCS.contains(&method)
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// UTC, RFC 3339 with milliseconds.
+    pub timestamp: String,
+    pub target: &'static str,
+    /// `volume_operation` or `security`.
+    pub category: &'static str,
+    /// The operation (`CreateVolume`, `StaleMountRecovery`) or security event
+    /// (`ssh_host_key_mismatch`).
+    pub event: String,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: &'static str,
+    /// `success`, `failure` or `denied`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// gRPC code name (`OK`, `NotFound`, …) for operations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Event-specific facts (expected and presented host key, address).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+impl AuditRecord {
+    pub fn to_json(&self) -> String {
+        // Only strings, numbers and a string map: serialization cannot fail, but a record is
+        // never worth a panic.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(
+                r#"{{"target":"{TARGET}","event":"audit_record_unserializable","error":{:?}}}"#,
+                e.to_string()
+            )
+        })
+    }
+}
+
+/// Where audit lines go. `write` gets one complete JSON object without the newline.
+pub trait AuditSink: Send + Sync {
+    fn write(&self, line: &str);
+}
+
+/// JSON lines to any writer (stderr, a file), one `write_all` per line so concurrent records
+/// never interleave.
+pub struct WriterSink<W: Write + Send> {
+    out: Mutex<W>,
+}
+
+impl<W: Write + Send> WriterSink<W> {
+    pub fn new(out: W) -> Self {
+        WriterSink {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl<W: Write + Send> AuditSink for WriterSink<W> {
+    fn write(&self, line: &str) {
+        let mut buf = String::with_capacity(line.len() + 1);
+        buf.push_str(line);
+        buf.push('\n');
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = out.write_all(buf.as_bytes()).and_then(|()| out.flush()) {
+            // The audit sink itself failing is worth saying, through the other channel.
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+}
+
+/// Audit lines on stderr, next to the diagnostic log, told apart by `"target":"audit"`.
+pub fn stderr_sink() -> Arc<dyn AuditSink> {
+    Arc::new(WriterSink::new(std::io::stderr()))
+}
+
+/// Audit lines appended to a file (created if missing, mode 0600: records name volumes and
+/// nodes).
+pub fn file_sink(path: &Path) -> Result<Arc<dyn AuditSink>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            DriverError::Config(format!("cannot open audit log {}: {e}", path.display()))
+        })?;
+    Ok(Arc::new(WriterSink::new(file)))
+}
+
+/// Keeps lines in memory: for tests that assert what was audited.
+#[derive(Default)]
+pub struct MemorySink {
+    lines: Mutex<Vec<String>>,
+}
+
+impl MemorySink {
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl AuditSink for MemorySink {
+    fn write(&self, line: &str) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.to_string());
+    }
+}
+
+/// Until the binary installs a sink, records become `info` events under target `audit`, so
+/// libraries and tests that never set one up still see them in their logs (and nowhere else).
+struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn write(&self, line: &str) {
+        tracing::info!(target: "audit", "{line}");
+    }
+}
+
+static SINK: RwLock<Option<Arc<dyn AuditSink>>> = RwLock::new(None);
+
+/// Sends every later record to `sink` (replacing any earlier one).
+pub fn set_sink(sink: Arc<dyn AuditSink>) {
+    *SINK.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+}
+
+pub fn emit(record: &AuditRecord) {
+    let line = record.to_json();
+    let sink = SINK.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match sink {
+        Some(s) => s.write(&line),
+        None => TracingSink.write(&line),
+    }
+}
+
+/// A finished operation: a mutating RPC (written by `traced`) or one the driver starts itself
+/// (stale-mount recovery, orphan cleanup), which callers report here.
+pub struct Operation<'a> {
+    pub name: &'a str,
+    pub volume: &'a str,
+    pub node: Option<&'a str>,
+    pub code: tonic::Code,
+    /// The error message for failures; empty on success.
+    pub message: &'a str,
+    pub elapsed: Duration,
+}
+
+pub fn operation(op: &Operation<'_>) {
+    emit(&operation_record(op, SystemTime::now()));
+}
+
+fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
+    use tonic::Code;
+    let (outcome, severity) = match op.code {
+        Code::Ok => ("success", "info"),
+        // The caller asked for something we refused by policy (RWO conflict, access).
+        Code::PermissionDenied | Code::FailedPrecondition => ("denied", "warning"),
+        // The request was wrong or stale; nothing broke.
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::OutOfRange
+        | Code::Aborted => ("failure", "warning"),
+        _ => ("failure", "error"),
+    };
+    AuditRecord {
+        timestamp: rfc3339_millis(at),
+        target: TARGET,
+        category: "volume_operation",
+        event: op.name.to_string(),
+        severity,
+        outcome,
+        volume: (!op.volume.is_empty()).then(|| op.volume.to_string()),
+        node: op.node.filter(|n| !n.is_empty()).map(str::to_string),
+        code: Some(code_name(op.code)),
+        message: (!op.message.is_empty()).then(|| op.message.to_string()),
+        duration_ms: Some(op.elapsed.as_secs_f64() * 1e3),
+        details: BTreeMap::new(),
+    }
+}
+
+/// A tracing layer that turns events carrying a `security_event` field into critical audit
+/// records. Other crates only need to log such an event; they need not know about the sink.
+pub struct SecurityEventLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SecurityEventLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if let Some(record) = security_record(fields, SystemTime::now()) {
+            emit(&record);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+}
+
+fn security_record(fields: Fields, at: SystemTime) -> Option<AuditRecord> {
+    let mut details = fields.0;
+    let event = details.remove("security_event")?;
+    let severity = match details.remove("severity").as_deref() {
+        Some("info") => "info",
+        Some("warning") => "warning",
+        Some("error") => "error",
+        _ => "critical",
+    };
+    let message = details.remove("message");
+    Some(AuditRecord {
+        timestamp: rfc3339_millis(at),
+        target: TARGET,
+        category: "security",
+        event,
+        severity,
+        outcome: "denied",
+        volume: None,
+        node: None,
+        code: None,
+        message,
+        duration_ms: None,
+        details,
+    })
+}
+
+/// `2025-01-31T12:34:56.789Z`. Hand-rolled to avoid a date crate for one format.
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn timestamps_are_utc_rfc3339_with_millis() {
+        let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
+        assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (leap day of a century leap year) 23:59:59.999
+        assert_eq!(
+            rfc3339_millis(at(951_868_799, 999)),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(1_735_689_600, 5)),
+            "2025-01-01T00:00:00.005Z"
+        );
+    }
+
+    #[test]
+    fn operation_records_carry_code_outcome_node_and_duration() {
+        let rec = operation_record(
+            &Operation {
+                name: "ControllerPublishVolume",
+                volume: "default:pvc-1",
+                node: Some("node-a"),
+                code: tonic::Code::FailedPrecondition,
+                message: "attached to node-b",
+                elapsed: Duration::from_millis(12),
+            },
+            UNIX_EPOCH,
+        );
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
+        assert_eq!(v["target"], "audit");
+        assert_eq!(v["event"], "ControllerPublishVolume");
+        assert_eq!(v["volume"], "default:pvc-1");
+        assert_eq!(v["node"], "node-a");
+        assert_eq!(v["code"], "FailedPrecondition");
+        assert_eq!(v["outcome"], "denied");
+        assert_eq!(v["message"], "attached to node-b");
+        assert_eq!(v["duration_ms"], 12.0);
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn successful_operations_without_node_omit_it() {
+        let rec = operation_record(
+            &Operation {
+                name: "CreateVolume",
+                volume: "pvc-1",
+                node: None,
+                code: tonic::Code::Ok,
+                message: "",
+                elapsed: Duration::ZERO,
+            },
+            UNIX_EPOCH,
+        );
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
+        assert_eq!(v["outcome"], "success");
+        assert_eq!(v["severity"], "info");
+        assert!(v.get("node").is_none(), "{v}");
+        assert!(v.get("message").is_none(), "{v}");
+    }
+
+    #[test]
+    fn mutating_rpcs_are_exactly_the_state_changing_ones() {
+        assert!(is_mutating("CreateVolume"));
+        assert!(is_mutating("NodeUnpublishVolume"));
+        assert!(!is_mutating("ListVolumes"));
+        assert!(!is_mutating("ControllerGetVolume"));
+    }
+
+    /// The only test in this binary that installs a sink or a subscriber, so it cannot race.
+    #[test]
+    fn security_events_from_any_crate_become_critical_records() {
+        let sink = Arc::new(MemorySink::default());
+        set_sink(sink.clone());
+        let subscriber = tracing_subscriber::registry().with(SecurityEventLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(
+                security_event = "ssh_host_key_mismatch",
+                severity = "critical",
+                addr = %"10.0.0.1:22",
+                expected = %"SHA256:aaa",
+                got = %"SHA256:bbb",
+                "RDS host key does not match the pinned key; connection refused"
+            );
+            tracing::error!(addr = %"10.0.0.1:22", "an ordinary error");
+        });
+        // Other tests in this binary may audit operations meanwhile; only security lines count.
+        let lines: Vec<String> = sink
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains(r#""category":"security""#))
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["event"], "ssh_host_key_mismatch");
+        assert_eq!(v["severity"], "critical");
+        assert_eq!(v["outcome"], "denied");
+        assert_eq!(v["details"]["expected"], "SHA256:aaa");
+        assert_eq!(v["details"]["got"], "SHA256:bbb");
+        assert_eq!(v["details"]["addr"], "10.0.0.1:22");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not match the pinned key")
+        );
+    }
+}
