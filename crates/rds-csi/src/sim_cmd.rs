@@ -1,5 +1,6 @@
 //! `rds-csi sim`: the RouterOS simulator as a standalone SSH server, for trying the driver
-//! without an RDS (point `rds-csi controller --rds-address` at it).
+//! without an RDS (point `rds-csi controller --rds-address` at it). With `--nvmet` the disks
+//! become real NVMe/TCP subsystems of the local kernel target, for end-to-end node tests.
 
 use std::time::Duration;
 
@@ -39,6 +40,13 @@ pub async fn run(a: SimArgs) -> Result<(), String> {
     cfg.storage = storage;
     cfg.capacity_bytes = capacity_bytes;
     cfg.pool = a.pool.clone();
+    if a.nvmet {
+        let mut n = rds_sim::NvmetConfig::new(a.nvmet_address);
+        n.configfs = a.nvmet_configfs.clone();
+        let exporter = rds_sim::NvmetExporter::new(n).map_err(|e| format!("--nvmet: {e}"))?;
+        cfg.exporter = std::sync::Arc::new(exporter);
+        info!(address = %a.nvmet_address, "exporting disks through the Linux NVMe target");
+    }
     let sim = rds_sim::Sim::start(cfg)
         .await
         .map_err(|e| format!("starting the simulator: {e}"))?;
