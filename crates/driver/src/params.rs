@@ -21,6 +21,8 @@ pub const P_RECONNECT_DELAY: &str = "reconnectDelay";
 pub const P_KEEP_ALIVE_TMO: &str = "keepAliveTmo";
 pub const P_FS_TYPE: &str = "fsType";
 pub const P_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
+/// `"true"` lets volumes of the class run executables (mounted without `noexec`).
+pub const P_ALLOW_EXEC: &str = "allowExec";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
@@ -38,6 +40,7 @@ pub const C_CTRL_LOSS_TMO: &str = "ctrlLossTmo";
 pub const C_RECONNECT_DELAY: &str = "reconnectDelay";
 pub const C_KEEP_ALIVE_TMO: &str = "keepAliveTmo";
 pub const C_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
+pub const C_ALLOW_EXEC: &str = "allowExec";
 
 /// Kernel NVMe-oF timeouts the node passes to `/dev/nvme-fabrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +71,26 @@ pub struct VolumeParams {
     pub nvme_port: Port,
     pub timeouts: Timeouts,
     pub migration_timeout_secs: Option<u32>,
+    /// Mount without `noexec` (StorageClass `allowExec: "true"`).
+    pub allow_exec: bool,
     pub pvc_name: Option<String>,
     pub pvc_namespace: Option<String>,
 }
 
 fn invalid(msg: String) -> DriverError {
     DriverError::InvalidArgument(msg)
+}
+
+/// Strict boolean: only `true` and `false`, so `"yes"` or `"1"` fail loudly instead of meaning
+/// whatever a lenient parser guesses.
+pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(format!(
+            "parameter {key}={v:?} must be \"true\" or \"false\""
+        ))),
+    }
 }
 
 fn parse_int<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
@@ -100,6 +117,7 @@ pub fn parse<'b>(
             P_KEEP_ALIVE_TMO,
             P_FS_TYPE,
             P_MIGRATION_TIMEOUT,
+            P_ALLOW_EXEC,
         ];
         if !known.contains(&key.as_str()) && !key.starts_with(K8S_PREFIX) {
             return Err(invalid(format!(
@@ -181,6 +199,10 @@ pub fn parse<'b>(
             Some(n as u32)
         }
     };
+    let allow_exec = match params.get(P_ALLOW_EXEC) {
+        None => false,
+        Some(v) => parse_bool(P_ALLOW_EXEC, v)?,
+    };
     if let Some(fs) = params.get(P_FS_TYPE)
         && !crate::capability::FS_TYPES.contains(&fs.as_str())
     {
@@ -197,6 +219,7 @@ pub fn parse<'b>(
             nvme_port,
             timeouts,
             migration_timeout_secs,
+            allow_exec,
             pvc_name: params.get(PVC_NAME).cloned(),
             pvc_namespace: params.get(PVC_NAMESPACE).cloned(),
         },
@@ -228,6 +251,9 @@ pub fn volume_context(
     );
     if let Some(m) = p.migration_timeout_secs {
         ctx.insert(C_MIGRATION_TIMEOUT.into(), m.to_string());
+    }
+    if p.allow_exec {
+        ctx.insert(C_ALLOW_EXEC.into(), "true".into());
     }
     if let Some(n) = &p.pvc_name {
         ctx.insert(PVC_NAME.into(), n.clone());

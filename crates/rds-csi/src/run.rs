@@ -66,7 +66,27 @@ fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {
     if n.node_id.trim().is_empty() {
         return Err("--node-id (NODE_ID) must not be empty".into());
     }
-    Ok(NodeService::new(n.node_id.clone(), n.max_volumes_per_node))
+    let mut cfg = driver::node::NodeConfig::new(n.node_id.clone());
+    cfg.max_volumes = n.max_volumes_per_node;
+    cfg.managed_prefix = n.managed_nqn_prefix.clone();
+    cfg.state_dir = n.state_dir.clone();
+    cfg.connect_method = match n.nvme_connect_method.as_str() {
+        "nvme-cli" => driver::node::ConnectMethod::NvmeCli {
+            program: n.nvme_cli.clone(),
+        },
+        _ => driver::node::ConnectMethod::Fabrics,
+    };
+    cfg.sysfs_root = n.sysfs_root.clone();
+    cfg.dev_root = n.dev_root.clone();
+    cfg.proc_root = n.proc_root.clone();
+    cfg.mountinfo = n.mountinfo.clone();
+    cfg.fabrics_path = n.nvme_fabrics.clone();
+    cfg.deadlines.connect = n.nvme_connect_timeout;
+    cfg.deadlines.device_wait = n.nvme_device_timeout;
+    cfg.deadlines.syscall = n.mount_timeout;
+    cfg.deadlines.unmount_wait = n.unmount_wait;
+    cfg.monitor_interval = n.node_monitor_interval;
+    NodeService::new(cfg).map_err(|e| format!("node plugin: {e}"))
 }
 
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {

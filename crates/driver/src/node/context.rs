@@ -1,0 +1,283 @@
+//! What a node RPC is asked to do, parsed out of the CSI request: the connect parameters from
+//! volume_context, and block-or-filesystem plus mount flags from the volume capability.
+//!
+//! Parsing is strict (the controller writes these keys itself, so a malformed value means a
+//! hand-written PV or a bug, and guessing a default would connect with settings nobody chose).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
+use csi::v1::VolumeCapability;
+use csi::v1::volume_capability::AccessType;
+use csi::v1::volume_capability::access_mode::Mode;
+use mount::FsType;
+use nvme::{ConnectParams, CtrlLossTmo, ManagedPrefix, Nqn, TargetAddress};
+
+use crate::error::{DriverError, Result};
+use crate::params;
+use crate::volume_id::VolumeId;
+
+/// Connect parameters and per-volume policy from volume_context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageContext {
+    pub params: ConnectParams,
+    pub allow_exec: bool,
+}
+
+fn invalid(msg: impl Into<String>) -> DriverError {
+    DriverError::InvalidArgument(msg.into())
+}
+
+/// Parses the keys NodeStageVolume needs. NQNs outside the managed prefix are refused: the node
+/// would connect something it is never allowed to disconnect again.
+pub fn stage_context(
+    ctx: &HashMap<String, String>,
+    prefix: &ManagedPrefix,
+) -> Result<StageContext> {
+    let missing: Vec<&str> = [params::C_NQN, params::C_NVME_ADDRESS, params::C_NVME_PORT]
+        .into_iter()
+        .filter(|k| ctx.get(*k).is_none_or(|v| v.trim().is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(invalid(format!(
+            "volume_context is missing required key(s): {}",
+            missing.join(", ")
+        )));
+    }
+    let get = |k: &str| ctx.get(k).map(|v| v.trim()).unwrap_or_default();
+    let nqn = Nqn::new(get(params::C_NQN))
+        .map_err(|e| invalid(format!("volume_context {}: {e}", params::C_NQN)))?;
+    if !prefix.matches(nqn.as_str()) {
+        return Err(invalid(format!(
+            "volume_context nqn {nqn} is not under the managed prefix {prefix}; this node only attaches volumes it may also detach"
+        )));
+    }
+    let target = TargetAddress::parse(get(params::C_NVME_ADDRESS), get(params::C_NVME_PORT))
+        .map_err(|e| invalid(format!("volume_context nvmeAddress/nvmePort: {e}")))?;
+    let mut p = ConnectParams::new(nqn, target);
+    if let Some(v) = ctx.get(params::C_CTRL_LOSS_TMO) {
+        let n = int(params::C_CTRL_LOSS_TMO, v)?;
+        p.ctrl_loss_tmo = CtrlLossTmo::from_i64(n)
+            .map_err(|e| invalid(format!("volume_context {}: {e}", params::C_CTRL_LOSS_TMO)))?;
+    }
+    if let Some(v) = ctx.get(params::C_RECONNECT_DELAY) {
+        let n = int(params::C_RECONNECT_DELAY, v)?;
+        p.reconnect_delay = u32::try_from(n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "volume_context {}={v:?} must be a positive number of seconds",
+                    params::C_RECONNECT_DELAY
+                ))
+            })?;
+    }
+    if let Some(v) = ctx.get(params::C_KEEP_ALIVE_TMO) {
+        let n = int(params::C_KEEP_ALIVE_TMO, v)?;
+        let n = u32::try_from(n).map_err(|_| {
+            invalid(format!(
+                "volume_context {}={v:?} must be 0 (kernel default) or a positive number of seconds",
+                params::C_KEEP_ALIVE_TMO
+            ))
+        })?;
+        // 0 means "kernel default"; writing keep_alive_tmo=0 would disable keep-alives.
+        p.keep_alive_tmo = NonZeroU32::new(n);
+    }
+    let allow_exec = match ctx.get(params::C_ALLOW_EXEC) {
+        None => false,
+        Some(v) => params::parse_bool(params::C_ALLOW_EXEC, v)?,
+    };
+    Ok(StageContext {
+        params: p,
+        allow_exec,
+    })
+}
+
+fn int(key: &str, v: &str) -> Result<i64> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(format!("volume_context {key}={v:?} is not a whole number")))
+}
+
+/// How the volume is consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Block,
+    Filesystem {
+        fs: FsType,
+        mount_flags: Vec<String>,
+    },
+}
+
+/// Access type plus whether the access mode only allows reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityView {
+    pub access: Access,
+    pub read_only_mode: bool,
+}
+
+/// Reads a required capability.
+pub fn capability(cap: Option<&VolumeCapability>) -> Result<CapabilityView> {
+    let cap = cap.ok_or_else(|| invalid("volume_capability is required"))?;
+    let access = match &cap.access_type {
+        Some(AccessType::Block(_)) => Access::Block,
+        Some(AccessType::Mount(m)) => {
+            let fs: FsType = m.fs_type.parse().map_err(|_| {
+                invalid(format!(
+                    "filesystem {:?} is not supported; use one of {:?} (empty means ext4)",
+                    m.fs_type,
+                    crate::capability::FS_TYPES
+                ))
+            })?;
+            Access::Filesystem {
+                fs,
+                mount_flags: m.mount_flags.clone(),
+            }
+        }
+        None => {
+            return Err(invalid(
+                "volume_capability must specify either block or mount",
+            ));
+        }
+    };
+    let mode = cap
+        .access_mode
+        .as_ref()
+        .and_then(|m| Mode::try_from(m.mode).ok())
+        .unwrap_or(Mode::Unknown);
+    Ok(CapabilityView {
+        access,
+        read_only_mode: matches!(mode, Mode::SingleNodeReaderOnly | Mode::MultiNodeReaderOnly),
+    })
+}
+
+/// The NQN a volume id stands for (the same derivation the controller uses, lower-cased), so
+/// unstage/stats/expand agree with stage even without volume_context.
+pub fn nqn_of_volume(volume_id: &str) -> Result<Nqn> {
+    // The backend part does not take part in the NQN; any default works for parsing.
+    let id =
+        VolumeId::parse(volume_id, "default").map_err(|e| DriverError::NotFound(format!("{e}")))?;
+    let text = id
+        .nqn()
+        .map_err(|e| DriverError::NotFound(format!("volume id {volume_id:?}: {e}")))?;
+    Nqn::new(text.as_str()).map_err(|e| {
+        DriverError::NotFound(format!("volume id {volume_id:?} gives no valid NQN: {e}"))
+    })
+}
+
+/// Non-empty string field check with the CSI field name in the message.
+pub fn required<'a>(field: &str, v: &'a str) -> Result<&'a str> {
+    if v.is_empty() {
+        return Err(invalid(format!("{field} is required")));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix() -> ManagedPrefix {
+        ManagedPrefix::new(crate::node::config::DEFAULT_MANAGED_PREFIX).unwrap()
+    }
+
+    fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-111111111111";
+
+    #[test]
+    fn missing_keys_are_named() {
+        let e = stage_context(&ctx(&[("nqn", NQN)]), &prefix()).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            msg.contains("nvmeAddress") && msg.contains("nvmePort"),
+            "{msg}"
+        );
+        assert!(!msg.contains("nqn,"), "{msg}");
+    }
+
+    #[test]
+    fn timeouts_are_applied() {
+        let c = stage_context(
+            &ctx(&[
+                ("nqn", NQN),
+                ("nvmeAddress", "10.0.0.1"),
+                ("nvmePort", "4420"),
+                ("ctrlLossTmo", "600"),
+                ("reconnectDelay", "2"),
+                ("keepAliveTmo", "15"),
+                ("allowExec", "true"),
+            ]),
+            &prefix(),
+        )
+        .unwrap();
+        assert_eq!(c.params.ctrl_loss_tmo, CtrlLossTmo::Seconds(600));
+        assert_eq!(c.params.reconnect_delay.get(), 2);
+        assert_eq!(c.params.keep_alive_tmo.map(NonZeroU32::get), Some(15));
+        assert!(c.allow_exec);
+    }
+
+    #[test]
+    fn defaults_reconnect_forever_and_noexec() {
+        let c = stage_context(
+            &ctx(&[
+                ("nqn", NQN),
+                ("nvmeAddress", "10.0.0.1"),
+                ("nvmePort", "4420"),
+            ]),
+            &prefix(),
+        )
+        .unwrap();
+        assert_eq!(c.params.ctrl_loss_tmo, CtrlLossTmo::Unlimited);
+        assert_eq!(c.params.keep_alive_tmo, None);
+        assert!(!c.allow_exec);
+    }
+
+    #[test]
+    fn bad_values_and_foreign_nqns_are_invalid() {
+        for bad in [
+            vec![
+                ("nqn", NQN),
+                ("nvmeAddress", "rds.local"),
+                ("nvmePort", "4420"),
+            ],
+            vec![("nqn", NQN), ("nvmeAddress", "10.0.0.1"), ("nvmePort", "x")],
+            vec![
+                ("nqn", "nqn.2014-08.org.nvmexpress:uuid:abc"),
+                ("nvmeAddress", "10.0.0.1"),
+                ("nvmePort", "4420"),
+            ],
+            vec![
+                ("nqn", NQN),
+                ("nvmeAddress", "10.0.0.1"),
+                ("nvmePort", "4420"),
+                ("reconnectDelay", "0"),
+            ],
+            vec![
+                ("nqn", NQN),
+                ("nvmeAddress", "10.0.0.1"),
+                ("nvmePort", "4420"),
+                ("allowExec", "yes"),
+            ],
+        ] {
+            let e = stage_context(&ctx(&bad), &prefix()).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn volume_ids_map_to_lower_case_nqns() {
+        let n = nqn_of_volume("default:pvc-11111111-1111-4111-8111-111111111111").unwrap();
+        assert_eq!(n.as_str(), NQN);
+        assert_eq!(
+            nqn_of_volume("not-ours").unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! NodeStageVolume and NodeUnstageVolume.
+//!
+//! Stage: connect by NQN (already connected is decided from sysfs), wait for the block device
+//! the NQN resolves to, and for filesystem volumes format only a provably empty device and
+//! mount it at the staging path. A retry of a finished stage changes nothing; a failed stage
+//! undoes only what it did itself (it disconnects only a connection it created and only when
+//! nothing is mounted from the device). Block volumes leave the staging path untouched.
+//!
+//! Unstage: unmount the staging path (bounded, never forced while something uses it), then
+//! disconnect only when nothing else uses the device.
+
+use std::path::{Path, PathBuf};
+
+use csi::v1 as pb;
+use mount::{DevNum, DeviceRef, FsType, InUseQuery, MountOptions, NodeKind, OptionPolicy};
+use nvme::{ConnectOutcome, ConnectParams, Device, Health, Nqn, RepairOutcome};
+
+use super::context::{self, Access, required};
+use super::state::{StagedKind, StagedVolume};
+use super::{Inner, mount_err, nvme_err, sysio};
+use crate::error::{DriverError, Result};
+
+pub(crate) fn devnum(d: &Device) -> Option<DevNum> {
+    d.dev.map(|(major, minor)| DevNum { major, minor })
+}
+
+impl Inner {
+    pub(crate) async fn stage(
+        &self,
+        req: pb::NodeStageVolumeRequest,
+    ) -> Result<pb::NodeStageVolumeResponse> {
+        let volume_id = required("volume_id", &req.volume_id)?;
+        let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
+        let cap = context::capability(req.volume_capability.as_ref())?;
+        let sc = context::stage_context(&req.volume_context, &self.prefix)?;
+        // Options are validated before anything is touched, so a bad StorageClass never leaves
+        // a connection behind.
+        let fs_opts = match &cap.access {
+            Access::Block => None,
+            Access::Filesystem { fs, mount_flags } => {
+                let opts = mount::build_mount_options(
+                    mount_flags,
+                    Some(*fs),
+                    OptionPolicy {
+                        allow_exec: sc.allow_exec,
+                    },
+                )
+                .map_err(|e| mount_err("invalid mount options", e))?;
+                Some((*fs, mount_flags.clone(), opts))
+            }
+        };
+        self.wait_ready().await?;
+        let _guard = self.locks.lock(volume_id).await;
+
+        let previous = self.state.get(volume_id);
+        if let Some(prev) = &previous
+            && prev.staging_path != staging
+        {
+            return Err(DriverError::FailedPrecondition(format!(
+                "volume {volume_id} is already staged at {}; unstage it there first",
+                prev.staging_path.display()
+            )));
+        }
+        let nqn = sc.params.nqn.clone();
+        let kind = match &fs_opts {
+            None => StagedKind::Block,
+            Some((fs, flags, _)) => StagedKind::Filesystem {
+                fs_type: fs.to_string(),
+                mount_flags: flags.clone(),
+            },
+        };
+        let mut record = StagedVolume::new(volume_id, &sc.params, &staging, kind, sc.allow_exec);
+        if let Some(prev) = &previous {
+            record.published = prev.published.clone();
+        }
+
+        if fs_opts.is_some()
+            && self
+                .already_staged(volume_id, &nqn, &staging, &record)
+                .await?
+        {
+            self.remember(record).await;
+            return Ok(pb::NodeStageVolumeResponse {});
+        }
+
+        let connected_here = self.ensure_connected(&sc.params).await?;
+        let device = match self
+            .initiator
+            .wait_for_device(
+                &nqn,
+                self.cfg.deadlines.device_wait,
+                self.cfg.deadlines.device_poll,
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                self.undo_connect(connected_here, &nqn).await;
+                return Err(nvme_err(
+                    &format!("waiting for the block device of {nqn}"),
+                    e,
+                ));
+            }
+        };
+        if let Some((fs, _, opts)) = &fs_opts
+            && let Err(e) = self.format_and_mount(&device, &staging, *fs, opts).await
+        {
+            self.undo_connect(connected_here, &nqn).await;
+            return Err(e);
+        }
+        tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), "staged");
+        self.remember(record).await;
+        Ok(pb::NodeStageVolumeResponse {})
+    }
+
+    /// Persists a record; a failure only costs automatic recovery after a restart, so it is
+    /// logged loudly instead of failing a volume that works.
+    pub(crate) async fn remember(&self, record: StagedVolume) {
+        let id = record.volume_id.clone();
+        if let Err(e) = self.state.put(record).await {
+            tracing::error!(volume = %id, error = %e, "could not persist node state; this volume will not be recovered automatically after a plugin restart");
+        }
+    }
+
+    /// `true` when the staging path already carries this NQN's current device. A mount of
+    /// something else is an error, except our own stale mount, which is recovered.
+    async fn already_staged(
+        &self,
+        volume_id: &str,
+        nqn: &Nqn,
+        staging: &Path,
+        record: &StagedVolume,
+    ) -> Result<bool> {
+        let table = self
+            .mounter
+            .mount_table()
+            .await
+            .map_err(|e| mount_err("reading the mount table", e))?;
+        let Some(top) = table.top_mount_at(staging) else {
+            return Ok(false);
+        };
+        let device = self
+            .initiator
+            .resolve_verified(nqn)
+            .await
+            .map_err(|e| nvme_err(&format!("resolving {nqn}"), e))?;
+        if let Some(d) = &device
+            && devnum(d) == Some(top.dev)
+            && top.source == d.path.to_string_lossy()
+        {
+            return Ok(true);
+        }
+        if self.state.get(volume_id).is_some() {
+            // Our own mount, but of a device the NQN no longer resolves to.
+            self.recover_with_retries(record).await?;
+            return Ok(true);
+        }
+        Err(DriverError::FailedPrecondition(format!(
+            "staging path {} is already mounted from {} ({}), which is not the device of {nqn}",
+            staging.display(),
+            top.source,
+            top.dev
+        )))
+    }
+
+    /// Connects unless sysfs already shows the NQN connected. `true` if this call created the
+    /// connection (and so may undo it).
+    pub(crate) async fn ensure_connected(&self, p: &ConnectParams) -> Result<bool> {
+        let health = self
+            .initiator
+            .health(&p.nqn)
+            .await
+            .map_err(|e| nvme_err(&format!("reading the state of {}", p.nqn), e))?;
+        match health {
+            Some(Health::Healthy) | Some(Health::Recovering { .. }) => Ok(false),
+            Some(Health::Orphaned(reason)) => {
+                tracing::warn!(nqn = %p.nqn, %reason, "orphaned subsystem; reconnecting");
+                match self
+                    .initiator
+                    .repair(p)
+                    .await
+                    .map_err(|e| nvme_err(&format!("repairing orphaned {}", p.nqn), e))?
+                {
+                    RepairOutcome::Repaired { connected, .. } => {
+                        Ok(matches!(connected, ConnectOutcome::Connected { .. }))
+                    }
+                    RepairOutcome::NotNeeded(_) => Ok(false),
+                }
+            }
+            None => {
+                let out = self
+                    .initiator
+                    .connect(p)
+                    .await
+                    .map_err(|e| nvme_err(&format!("connecting {}", p.nqn), e))?;
+                Ok(matches!(out, ConnectOutcome::Connected { .. }))
+            }
+        }
+    }
+
+    /// Disconnects after a failed stage, but only a connection this call made and only when
+    /// nothing is mounted from the NQN's device.
+    async fn undo_connect(&self, connected_here: bool, nqn: &Nqn) {
+        if !connected_here {
+            return;
+        }
+        let device = self.initiator.resolve(nqn).await.ok().flatten();
+        if let Some(d) = device.as_ref().and_then(devnum) {
+            match self.mounter.mount_table().await {
+                Ok(t) if t.mounts_of_device(&DeviceRef::Number(d)).is_empty() => {}
+                Ok(_) => {
+                    tracing::warn!(nqn = %nqn, "not undoing connect: the device is mounted");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(nqn = %nqn, error = %e, "not undoing connect: mount table unreadable");
+                    return;
+                }
+            }
+        }
+        match self.initiator.disconnect(nqn).await {
+            Ok(_) => tracing::info!(nqn = %nqn, "undid the connect of a failed stage"),
+            Err(e) => {
+                tracing::warn!(nqn = %nqn, error = %e, "could not undo the connect of a failed stage")
+            }
+        }
+    }
+
+    /// The `/dev` node appears (udev/devtmpfs) a moment after sysfs lists the device.
+    pub(crate) async fn wait_for_node(&self, device: &Device) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.cfg.deadlines.device_wait;
+        loop {
+            let p = device.path.clone();
+            let kind = mount::sys::with_deadline(
+                &self.sys,
+                "lstat",
+                &device.path,
+                self.cfg.deadlines.syscall,
+                move |s| s.node_kind(&p),
+            )
+            .await
+            .map_err(|e| mount_err("checking the device node", e))?;
+            if matches!(kind, NodeKind::BlockDevice(_)) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Unavailable(format!(
+                    "{} is listed in sysfs but its device node did not appear within {:?}",
+                    device.path.display(),
+                    self.cfg.deadlines.device_wait
+                )));
+            }
+            tokio::time::sleep(self.cfg.deadlines.device_poll).await;
+        }
+    }
+
+    async fn format_and_mount(
+        &self,
+        device: &Device,
+        staging: &Path,
+        fs: FsType,
+        opts: &MountOptions,
+    ) -> Result<()> {
+        self.wait_for_node(device).await?;
+        let outcome =
+            mount::format::ensure_filesystem(&*self.runner, &device.path, fs, &self.cfg.format)
+                .await
+                .map_err(|e| {
+                    mount_err(
+                        &format!("preparing the filesystem on {}", device.path.display()),
+                        e,
+                    )
+                })?;
+        tracing::info!(device = %device.path.display(), ?outcome, "filesystem ready");
+        sysio::mkdir(staging, self.cfg.deadlines.syscall).await?;
+        self.mounter
+            .mount_filesystem(&device.path, staging, fs, opts)
+            .await
+            .map_err(|e| {
+                mount_err(
+                    &format!(
+                        "mounting {} at {}",
+                        device.path.display(),
+                        staging.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    pub(crate) async fn unstage(
+        &self,
+        req: pb::NodeUnstageVolumeRequest,
+    ) -> Result<pb::NodeUnstageVolumeResponse> {
+        let volume_id = required("volume_id", &req.volume_id)?;
+        let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
+        self.wait_ready().await?;
+        let _guard = self.locks.lock(volume_id).await;
+        let record = self.state.get(volume_id);
+        let nqn = match &record {
+            Some(r) => r.nqn()?,
+            None => context::nqn_of_volume(volume_id)?,
+        };
+
+        let table = self
+            .mounter
+            .mount_table()
+            .await
+            .map_err(|e| mount_err("reading the mount table", e))?;
+        if let Some(top) = table.top_mount_at(&staging) {
+            let others: Vec<String> = table
+                .mounts_of_device(&DeviceRef::Number(top.dev))
+                .into_iter()
+                .filter(|e| e.mount_point != staging)
+                .map(|e| e.mount_point.display().to_string())
+                .collect();
+            if !others.is_empty() {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "volume {volume_id} is still mounted at {}; unpublish it before unstaging",
+                    others.join(", ")
+                )));
+            }
+            self.mounter
+                .unmount(&staging, true)
+                .await
+                .map_err(|e| mount_err(&format!("unmounting {}", staging.display()), e))?;
+        }
+
+        let device = self
+            .initiator
+            .resolve_verified(&nqn)
+            .await
+            .map_err(|e| nvme_err(&format!("resolving {nqn}"), e))?;
+        if let Some(d) = &device {
+            self.ensure_unused(d, &staging).await?;
+        }
+        match self.initiator.disconnect(&nqn).await {
+            Ok(out) => {
+                if !out.deleted.is_empty() {
+                    tracing::info!(volume = volume_id, nqn = %nqn, controllers = ?out.deleted, "disconnected");
+                }
+            }
+            Err(e) if e.class() == nvme::ErrorClass::NotManaged => {
+                tracing::warn!(volume = volume_id, nqn = %nqn, "NQN is outside the managed prefix; left connected");
+            }
+            Err(e) => return Err(nvme_err(&format!("disconnecting {nqn}"), e)),
+        }
+        if record.is_some()
+            && let Err(e) = self.state.remove(volume_id).await
+        {
+            tracing::error!(volume = volume_id, error = %e, "could not persist node state after unstage");
+        }
+        Ok(pb::NodeUnstageVolumeResponse {})
+    }
+
+    /// Fails (FAILED_PRECONDITION, so kubelet retries) while anything visible uses the device:
+    /// a mount anywhere, a holder (dm, md), or a process with it open.
+    async fn ensure_unused(&self, device: &Device, staging: &Path) -> Result<()> {
+        let table = self
+            .mounter
+            .mount_table()
+            .await
+            .map_err(|e| mount_err("reading the mount table", e))?;
+        let dev = devnum(device);
+        if let Some(d) = dev {
+            let mounts: Vec<String> = table
+                .mounts_of_device(&DeviceRef::Number(d))
+                .into_iter()
+                .map(|e| e.mount_point.display().to_string())
+                .collect();
+            if !mounts.is_empty() {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "{} is still mounted at {}; not disconnecting",
+                    device.path.display(),
+                    mounts.join(", ")
+                )));
+            }
+        }
+        let query = InUseQuery {
+            mount_path: staging.to_path_buf(),
+            dev,
+            device_paths: vec![device.path.clone()],
+        };
+        let report = self
+            .mounter
+            .config()
+            .in_use
+            .check(&table, &query)
+            .await
+            .map_err(|e| mount_err("checking whether the device is in use", e))?;
+        if report.in_use() {
+            return Err(DriverError::FailedPrecondition(format!(
+                "{} is still in use ({}); not disconnecting",
+                device.path.display(),
+                report.summary()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1193 @@
+//! The Node service against a fake kernel: a sysfs tree shaped like the real one (symlinks under
+//! `class/`), a fabrics control file that "creates" controllers in it, `mount::fake::RecordingSys`
+//! keeping a mountinfo file, and a scripted tool runner. Real-kernel behaviour is proven by the
+//! VM suite; this file pins the decisions.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use csi::v1 as pb;
+use csi::v1::node_server::Node;
+use csi::v1::volume_capability::access_mode::Mode;
+use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
+use driver::node::{NodeConfig, NodeObserver, NodeParts, NodeService, VolumeCheck};
+use mount::fake::{Call, RecordingSys};
+use mount::{CommandOutput, CommandRunner, CommandSpec, DevNum, FsUsage, NodeKind, UnmountMode};
+use tonic::{Code, Request};
+
+const VOL: &str = "default:pvc-11111111-1111-4111-8111-111111111111";
+const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-111111111111";
+const NQN2: &str = "nqn.2000-02.com.mikrotik:pvc-22222222-2222-4222-8222-222222222222";
+const BOOT: &str = "nqn.2000-02.com.mikrotik:nixos-root";
+
+// ---------------------------------------------------------------- fake kernel
+
+/// The sysfs tree plus the device nodes the fake syscall layer reports.
+struct Kernel {
+    root: PathBuf,
+    dev: PathBuf,
+    sys: Arc<RecordingSys>,
+    next_ctrl: AtomicU32,
+    next_minor: AtomicU32,
+    subsys: Mutex<HashMap<String, u32>>,
+    fabrics_path: PathBuf,
+    connects: Mutex<Vec<String>>,
+}
+
+impl Kernel {
+    fn ctrl_dir(&self, c: u32) -> PathBuf {
+        self.root
+            .join(format!("devices/virtual/nvme-fabrics/ctl/nvme{c}"))
+    }
+
+    fn subsys_dir(&self, s: u32) -> PathBuf {
+        self.root
+            .join(format!("devices/virtual/nvme-subsystem/nvme-subsys{s}"))
+    }
+
+    fn subsystem_for(&self, nqn: &str) -> u32 {
+        let mut m = self.subsys.lock().unwrap();
+        if let Some(s) = m.get(nqn) {
+            return *s;
+        }
+        let s = m.len() as u32;
+        m.insert(nqn.to_string(), s);
+        let d = self.subsys_dir(s);
+        fs::create_dir_all(&d).unwrap();
+        write(&d.join("subsysnqn"), nqn);
+        symlink(
+            format!("../../devices/virtual/nvme-subsystem/nvme-subsys{s}"),
+            self.root
+                .join(format!("class/nvme-subsystem/nvme-subsys{s}")),
+        )
+        .unwrap();
+        s
+    }
+
+    /// A controller with one plain namespace `nvme{c}n1` (multipath off) of `size` bytes.
+    /// Returns (controller number, device name, device number).
+    fn add_volume(&self, nqn: &str, state: &str, size: u64) -> (u32, String, DevNum) {
+        let c = self.next_ctrl.fetch_add(1, Ordering::SeqCst);
+        let minor = self.next_minor.fetch_add(1, Ordering::SeqCst);
+        let s = self.subsystem_for(nqn);
+        let d = self.ctrl_dir(c);
+        fs::create_dir_all(&d).unwrap();
+        write(&d.join("subsysnqn"), nqn);
+        write(&d.join("state"), state);
+        write(&d.join("transport"), "tcp");
+        write(
+            &d.join("address"),
+            "traddr=10.0.0.1,trsvcid=4420,src_addr=10.0.0.2",
+        );
+        fs::write(d.join("delete_controller"), "").unwrap();
+        fs::write(d.join("rescan_controller"), "").unwrap();
+        symlink(
+            format!("../../devices/virtual/nvme-fabrics/ctl/nvme{c}"),
+            self.root.join(format!("class/nvme/nvme{c}")),
+        )
+        .unwrap();
+        symlink(
+            format!("../../nvme-fabrics/ctl/nvme{c}"),
+            self.subsys_dir(s).join(format!("nvme{c}")),
+        )
+        .unwrap();
+        let name = format!("nvme{c}n1");
+        let ns = d.join(&name);
+        fs::create_dir_all(&ns).unwrap();
+        write(&ns.join("dev"), &format!("259:{minor}"));
+        write(&ns.join("nsid"), "1");
+        write(&ns.join("size"), &(size / 512).to_string());
+        symlink(
+            format!("../../devices/virtual/nvme-fabrics/ctl/nvme{c}/{name}"),
+            self.root.join(format!("class/block/{name}")),
+        )
+        .unwrap();
+        let dev = DevNum { major: 259, minor };
+        self.sys
+            .set_node(&self.dev.join(&name), NodeKind::BlockDevice(dev));
+        (c, name, dev)
+    }
+
+    fn set_state(&self, c: u32, state: &str) {
+        write(&self.ctrl_dir(c).join("state"), state);
+    }
+
+    fn set_size(&self, c: u32, size: u64) {
+        write(
+            &self.ctrl_dir(c).join(format!("nvme{c}n1/size")),
+            &(size / 512).to_string(),
+        );
+    }
+
+    fn deleted(&self, c: u32) -> bool {
+        fs::read_to_string(self.ctrl_dir(c).join("delete_controller"))
+            .map(|s| s == "1")
+            .unwrap_or(false)
+    }
+
+    fn rescanned(&self, c: u32) -> bool {
+        fs::read_to_string(self.ctrl_dir(c).join("rescan_controller")).unwrap() == "1"
+    }
+
+    /// What the kernel does when a controller is deleted: its entries and /dev node go away.
+    fn remove_controller(&self, c: u32) {
+        let name = format!("nvme{c}n1");
+        let _ = fs::remove_file(self.root.join("class/block").join(&name));
+        fs::remove_dir_all(self.ctrl_dir(c)).unwrap();
+        fs::remove_file(self.root.join(format!("class/nvme/nvme{c}"))).unwrap();
+        for s in fs::read_dir(self.root.join("devices/virtual/nvme-subsystem"))
+            .unwrap()
+            .flatten()
+        {
+            let _ = fs::remove_file(s.path().join(format!("nvme{c}")));
+        }
+        self.sys.set_node(&self.dev.join(&name), NodeKind::Missing);
+    }
+
+    fn connects(&self) -> Vec<String> {
+        self.connects.lock().unwrap().clone()
+    }
+}
+
+fn write(p: &Path, s: &str) {
+    fs::write(p, format!("{s}\n")).unwrap();
+}
+
+/// `/dev/nvme-fabrics`: a connect creates a live controller with one namespace.
+struct Fabrics(Arc<Kernel>);
+
+impl nvme::FabricsDevice for Fabrics {
+    fn path(&self) -> &Path {
+        &self.0.fabrics_path
+    }
+
+    fn submit(&self, options: &str) -> nvme::Result<String> {
+        let nqn = options
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("nqn="))
+            .unwrap()
+            .to_string();
+        self.0.connects.lock().unwrap().push(options.to_string());
+        let (c, _, _) = self.0.add_volume(&nqn, "live", 1 << 30);
+        Ok(format!("instance={c},cntlid=1\n"))
+    }
+}
+
+// ---------------------------------------------------------------- scripted tools
+
+#[derive(Clone)]
+enum Blkid {
+    Empty,
+    Fs(&'static str),
+    Fail(i32),
+}
+
+#[derive(Default)]
+struct Tools {
+    calls: Mutex<Vec<CommandSpec>>,
+    blkid: Mutex<HashMap<String, Blkid>>,
+    formatted: Mutex<HashMap<String, String>>,
+}
+
+impl Tools {
+    fn programs(&self) -> Vec<String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.display())
+            .collect()
+    }
+
+    fn count(&self, program: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.program == program)
+            .count()
+    }
+
+    fn set_blkid(&self, device: &Path, b: Blkid) {
+        self.blkid
+            .lock()
+            .unwrap()
+            .insert(device.display().to_string(), b);
+    }
+}
+
+impl CommandRunner for Tools {
+    fn run<'a>(
+        &'a self,
+        spec: &'a CommandSpec,
+    ) -> mount::exec::BoxFuture<'a, mount::Result<CommandOutput>> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(spec.clone());
+            let device = spec.args.last().cloned().unwrap_or_default();
+            let ok = |stdout: String| CommandOutput {
+                code: Some(0),
+                stdout,
+                stderr: String::new(),
+            };
+            Ok(match spec.program.as_str() {
+                "blkid" => {
+                    if let Some(fs) = self.formatted.lock().unwrap().get(&device) {
+                        return Ok(ok(format!("DEVNAME={device}\nTYPE={fs}\n")));
+                    }
+                    let b = self
+                        .blkid
+                        .lock()
+                        .unwrap()
+                        .get(&device)
+                        .cloned()
+                        .unwrap_or(Blkid::Empty);
+                    match b {
+                        Blkid::Empty => CommandOutput {
+                            code: Some(2),
+                            ..CommandOutput::default()
+                        },
+                        Blkid::Fs(t) => ok(format!("DEVNAME={device}\nTYPE={t}\n")),
+                        Blkid::Fail(c) => CommandOutput {
+                            code: Some(c),
+                            stdout: String::new(),
+                            stderr: "cannot read".into(),
+                        },
+                    }
+                }
+                "mkfs.ext4" | "mkfs.xfs" => {
+                    let fs = spec.program.trim_start_matches("mkfs.").to_string();
+                    self.formatted.lock().unwrap().insert(device, fs);
+                    ok(String::new())
+                }
+                _ => ok(String::new()),
+            })
+        })
+    }
+}
+
+// ---------------------------------------------------------------- observer
+
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl NodeObserver for Seen {
+    fn stale_detected(&self, v: &str, reason: &str) {
+        self.0.lock().unwrap().push(format!("stale {v} {reason}"));
+    }
+    fn recovered(&self, v: &str, detail: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("recovered {v} {detail}"));
+    }
+    fn recovery_failed(&self, v: &str, e: &str) {
+        self.0.lock().unwrap().push(format!("failed {v} {e}"));
+    }
+    fn connection_lost(&self, v: &str, _nqn: &str, state: &str) {
+        self.0.lock().unwrap().push(format!("lost {v} {state}"));
+    }
+    fn connection_restored(&self, v: &str, _nqn: &str) {
+        self.0.lock().unwrap().push(format!("restored {v}"));
+    }
+}
+
+impl Seen {
+    fn any(&self, prefix: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|s| s.starts_with(prefix))
+    }
+}
+
+// ---------------------------------------------------------------- harness
+
+struct Env {
+    dir: tempfile::TempDir,
+    kernel: Arc<Kernel>,
+    tools: Arc<Tools>,
+    seen: Arc<Seen>,
+    node: NodeService,
+}
+
+fn config(dir: &Path) -> NodeConfig {
+    let mut c = NodeConfig::new("node-1");
+    c.max_volumes = 7;
+    c.sysfs_root = dir.join("sys");
+    c.dev_root = dir.join("dev");
+    c.mountinfo = dir.join("mountinfo");
+    c.proc_root = dir.join("proc");
+    c.fabrics_path = dir.join("nvme-fabrics");
+    c.state_dir = dir.join("state");
+    let d = &mut c.deadlines;
+    d.connect = Duration::from_secs(5);
+    d.device_wait = Duration::from_secs(2);
+    d.device_poll = Duration::from_millis(10);
+    d.unmount_wait = Duration::from_millis(100);
+    d.unmount_poll = Duration::from_millis(10);
+    d.expand_settle = Duration::from_millis(200);
+    c.recovery.initial_backoff = Duration::from_millis(5);
+    c.recovery.max_backoff = Duration::from_millis(20);
+    c.format.probe_attempts = 2;
+    c.format.probe_interval = Duration::from_millis(5);
+    c
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("sys");
+        for d in [
+            "class/nvme",
+            "class/nvme-subsystem",
+            "class/block",
+            "devices/virtual/nvme-fabrics/ctl",
+            "devices/virtual/nvme-subsystem",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::create_dir_all(dir.path().join("dev")).unwrap();
+        fs::create_dir_all(dir.path().join("proc")).unwrap();
+        let sys = Arc::new(RecordingSys::with_mountinfo(&dir.path().join("mountinfo")));
+        sys.set_usage(FsUsage {
+            total_bytes: 10 << 30,
+            used_bytes: 1 << 30,
+            available_bytes: 9 << 30,
+            total_inodes: 1000,
+            used_inodes: 10,
+            available_inodes: 990,
+        });
+        let kernel = Arc::new(Kernel {
+            root,
+            dev: dir.path().join("dev"),
+            sys,
+            next_ctrl: AtomicU32::new(0),
+            next_minor: AtomicU32::new(1),
+            subsys: Mutex::new(HashMap::new()),
+            fabrics_path: dir.path().join("nvme-fabrics"),
+            connects: Mutex::new(Vec::new()),
+        });
+        let tools = Arc::new(Tools::default());
+        let seen = Arc::new(Seen::default());
+        let node = build(dir.path(), &kernel, &tools, &seen);
+        Env {
+            dir,
+            kernel,
+            tools,
+            seen,
+            node,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.kernel.sys.calls()
+    }
+
+    fn mounts_of(&self, target: &Path) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Mount { target: t, .. } if t == target))
+            .count()
+    }
+
+    async fn stage(
+        &self,
+        vol: &str,
+        nqn: &str,
+        cap: pb::VolumeCapability,
+    ) -> Result<(), tonic::Status> {
+        self.stage_with(vol, nqn, cap, &[]).await
+    }
+
+    async fn stage_with(
+        &self,
+        vol: &str,
+        nqn: &str,
+        cap: pb::VolumeCapability,
+        extra: &[(&str, &str)],
+    ) -> Result<(), tonic::Status> {
+        let mut ctx = context(nqn);
+        for (k, v) in extra {
+            ctx.insert(k.to_string(), v.to_string());
+        }
+        self.node
+            .node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+                volume_id: vol.into(),
+                staging_target_path: self.staging(vol).display().to_string(),
+                volume_capability: Some(cap),
+                volume_context: ctx,
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    fn staging(&self, vol: &str) -> PathBuf {
+        self.path(&format!("kubelet/staging/{}", vol.replace(':', "_")))
+    }
+
+    fn target(&self, name: &str) -> PathBuf {
+        self.path(&format!("kubelet/pods/{name}/volume"))
+    }
+
+    async fn publish(
+        &self,
+        vol: &str,
+        target: &Path,
+        cap: pb::VolumeCapability,
+        readonly: bool,
+    ) -> Result<(), tonic::Status> {
+        self.node
+            .node_publish_volume(Request::new(pb::NodePublishVolumeRequest {
+                volume_id: vol.into(),
+                staging_target_path: self.staging(vol).display().to_string(),
+                target_path: target.display().to_string(),
+                volume_capability: Some(cap),
+                readonly,
+                ..Default::default()
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    async fn unpublish(&self, vol: &str, target: &Path) -> Result<(), tonic::Status> {
+        self.node
+            .node_unpublish_volume(Request::new(pb::NodeUnpublishVolumeRequest {
+                volume_id: vol.into(),
+                target_path: target.display().to_string(),
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    async fn unstage(&self, vol: &str) -> Result<(), tonic::Status> {
+        self.node
+            .node_unstage_volume(Request::new(pb::NodeUnstageVolumeRequest {
+                volume_id: vol.into(),
+                staging_target_path: self.staging(vol).display().to_string(),
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    async fn stats(
+        &self,
+        vol: &str,
+        path: &Path,
+    ) -> Result<pb::NodeGetVolumeStatsResponse, tonic::Status> {
+        self.node
+            .node_get_volume_stats(Request::new(pb::NodeGetVolumeStatsRequest {
+                volume_id: vol.into(),
+                volume_path: path.display().to_string(),
+                staging_target_path: String::new(),
+            }))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+fn build(dir: &Path, kernel: &Arc<Kernel>, tools: &Arc<Tools>, seen: &Arc<Seen>) -> NodeService {
+    let cfg = config(dir);
+    let host = nvme::HostIdentity::from_uuid(
+        uuid::Uuid::parse_str("7f1c0d1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f").unwrap(),
+    )
+    .unwrap();
+    let prefix = nvme::ManagedPrefix::new(cfg.managed_prefix.clone()).unwrap();
+    let initiator = nvme::Initiator::with_fabrics(
+        cfg.initiator_config(prefix),
+        host,
+        Arc::new(Fabrics(kernel.clone())),
+    );
+    NodeService::with_parts(
+        cfg,
+        NodeParts {
+            initiator: Arc::new(initiator),
+            sys: kernel.sys.clone(),
+            runner: tools.clone(),
+            observer: seen.clone(),
+        },
+    )
+    .unwrap()
+}
+
+fn context(nqn: &str) -> HashMap<String, String> {
+    [
+        ("nqn", nqn),
+        ("nvmeAddress", "10.0.0.1"),
+        ("nvmePort", "4420"),
+        ("ctrlLossTmo", "-1"),
+        ("reconnectDelay", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn fs_cap(fs: &str, flags: &[&str]) -> pb::VolumeCapability {
+    pb::VolumeCapability {
+        access_type: Some(AccessType::Mount(MountVolume {
+            fs_type: fs.into(),
+            mount_flags: flags.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn block_cap() -> pb::VolumeCapability {
+    pb::VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+    }
+}
+
+fn mount_flags_of(calls: &[Call], target: &Path) -> mount::MountFlags {
+    calls
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            Call::Mount {
+                target: t, flags, ..
+            } if t == target => Some(*flags),
+            Call::RemountBind { target: t, flags } if t == target => Some(*flags),
+            _ => None,
+        })
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- stage
+
+#[tokio::test]
+async fn stage_formats_a_blank_device_once_and_a_retry_does_not_stack_mounts() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+
+    let staging = e.staging(VOL);
+    assert_eq!(e.mounts_of(&staging), 1, "{:#?}", e.calls());
+    assert_eq!(e.tools.count("mkfs.ext4"), 1, "{:?}", e.tools.programs());
+    assert_eq!(e.kernel.connects().len(), 1, "second stage reconnected");
+    let connect = &e.kernel.connects()[0];
+    assert!(
+        connect.contains("ctrl_loss_tmo=-1") && connect.contains("reconnect_delay=2"),
+        "{connect}"
+    );
+    // The device mounted is the one sysfs resolves for the NQN.
+    assert!(e.calls().iter().any(|c| matches!(c,
+        Call::Mount { source, target, fs_type, .. }
+            if *source == e.path("dev/nvme0n1") && *target == staging && fs_type == "ext4")));
+    let staged = e.node.staged_volumes();
+    assert_eq!(staged.len(), 1);
+    assert_eq!(staged[0].nqn, NQN);
+    assert_eq!(staged[0].reconnect_delay, 2);
+}
+
+#[tokio::test]
+async fn an_existing_filesystem_is_mounted_never_reformatted() {
+    let e = Env::new();
+    e.tools.set_blkid(&e.path("dev/nvme0n1"), Blkid::Fs("xfs"));
+    e.stage(VOL, NQN, fs_cap("xfs", &[])).await.unwrap();
+    assert_eq!(e.tools.count("mkfs.xfs") + e.tools.count("mkfs.ext4"), 0);
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
+}
+
+#[tokio::test]
+async fn an_uncertain_blkid_refuses_to_format_and_undoes_its_own_connect() {
+    let e = Env::new();
+    e.tools.set_blkid(&e.path("dev/nvme0n1"), Blkid::Fail(4));
+    let err = e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap_err();
+    assert!(
+        err.message().contains("refusing to format"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(e.tools.count("blkid"), 2, "probe is retried");
+    assert_eq!(e.tools.count("mkfs.ext4"), 0);
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 0);
+    assert!(
+        e.kernel.deleted(0),
+        "the connect made by this call is undone"
+    );
+    assert!(e.node.staged_volumes().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_stage_leaves_a_connection_it_did_not_make() {
+    let e = Env::new();
+    let (c, name, _) = e.kernel.add_volume(NQN, "live", 1 << 30);
+    e.tools
+        .set_blkid(&e.path(&format!("dev/{name}")), Blkid::Fail(8));
+    assert!(e.stage(VOL, NQN, fs_cap("ext4", &[])).await.is_err());
+    assert!(
+        e.kernel.connects().is_empty(),
+        "already connected per sysfs"
+    );
+    assert!(!e.kernel.deleted(c));
+}
+
+#[tokio::test]
+async fn staging_mounts_are_nosuid_nodev_noexec_by_default() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &["noatime"]))
+        .await
+        .unwrap();
+    let f = mount_flags_of(&e.calls(), &e.staging(VOL));
+    assert!(f.nosuid && f.nodev && f.noexec && f.noatime, "{f:?}");
+}
+
+#[tokio::test]
+async fn allow_exec_drops_noexec_but_never_nosuid() {
+    let e = Env::new();
+    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &[("allowExec", "true")])
+        .await
+        .unwrap();
+    let f = mount_flags_of(&e.calls(), &e.staging(VOL));
+    assert!(!f.noexec && f.nosuid && f.nodev, "{f:?}");
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    let f = mount_flags_of(&e.calls(), &t);
+    assert!(!f.noexec && f.nosuid && f.nodev, "{f:?}");
+}
+
+#[tokio::test]
+async fn a_rejected_mount_option_names_the_allowed_list_and_touches_nothing() {
+    let e = Env::new();
+    let err = e
+        .stage(VOL, NQN, fs_cap("ext4", &["suid"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("allowed options: ro, rw"),
+        "{}",
+        err.message()
+    );
+    assert!(e.kernel.connects().is_empty());
+    let err = e
+        .stage(VOL, NQN, fs_cap("ext4", &["exec"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "exec needs allowExec");
+}
+
+#[tokio::test]
+async fn missing_context_and_fields_are_invalid_argument() {
+    let e = Env::new();
+    let err = e
+        .node
+        .node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            volume_id: VOL.into(),
+            staging_target_path: "/x".into(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            volume_context: [("nqn".to_string(), NQN.to_string())].into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("nvmeAddress, nvmePort"),
+        "{}",
+        err.message()
+    );
+    let err = e
+        .node
+        .node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            volume_id: VOL.into(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            volume_context: context(NQN),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("staging_target_path"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn block_stage_connects_only_and_creates_nothing() {
+    let e = Env::new();
+    e.stage(VOL, NQN, block_cap()).await.unwrap();
+    assert_eq!(e.kernel.connects().len(), 1);
+    assert!(e.calls().is_empty(), "{:#?}", e.calls());
+    assert_eq!(e.tools.count("blkid"), 0);
+    assert!(!e.staging(VOL).exists());
+}
+
+// ---------------------------------------------------------------- publish
+
+#[tokio::test]
+async fn publish_binds_the_staging_mount_read_only_and_is_idempotent() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), true).await.unwrap();
+    e.publish(VOL, &t, fs_cap("ext4", &[]), true).await.unwrap();
+    let binds: Vec<_> = e
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Bind { .. }))
+        .collect();
+    assert_eq!(
+        binds,
+        vec![Call::Bind {
+            source: e.staging(VOL),
+            target: t.clone()
+        }]
+    );
+    let f = mount_flags_of(&e.calls(), &t);
+    assert!(f.read_only && f.noexec && f.nosuid && f.nodev, "{f:?}");
+    assert!(t.is_dir(), "target directory created");
+    // Same target, different access: incompatible.
+    let err = e
+        .publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+}
+
+#[tokio::test]
+async fn publish_without_staging_is_failed_precondition() {
+    let e = Env::new();
+    let err = e
+        .publish(VOL, &e.target("p1"), fs_cap("ext4", &[]), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(e.calls().iter().all(|c| !matches!(c, Call::Bind { .. })));
+}
+
+#[tokio::test]
+async fn block_publish_is_mknod_of_the_nqn_device_never_a_bind_of_dev() {
+    let e = Env::new();
+    e.stage(VOL, NQN, block_cap()).await.unwrap();
+    let t = e.path("kubelet/plugins/volumeDevices/publish/pvc-1/pod-1");
+    e.publish(VOL, &t, block_cap(), false).await.unwrap();
+    e.publish(VOL, &t, block_cap(), false).await.unwrap();
+    let calls = e.calls();
+    assert_eq!(
+        calls,
+        vec![Call::MknodBlock {
+            path: t.clone(),
+            dev: DevNum {
+                major: 259,
+                minor: 1
+            },
+            mode: 0o660
+        }]
+    );
+    assert!(t.parent().unwrap().is_dir());
+    e.unpublish(VOL, &t).await.unwrap();
+    e.unpublish(VOL, &t).await.unwrap();
+}
+
+#[tokio::test]
+async fn unpublish_unmounts_only_the_target_and_is_idempotent() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    e.unpublish(VOL, &t).await.unwrap();
+    e.unpublish(VOL, &t).await.unwrap();
+    let unmounts: Vec<_> = e
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Unmount { .. }))
+        .collect();
+    assert_eq!(
+        unmounts,
+        vec![Call::Unmount {
+            target: t.clone(),
+            mode: UnmountMode::Normal
+        }]
+    );
+    let stats = e.stats(VOL, &e.staging(VOL)).await.unwrap();
+    assert!(
+        !stats.volume_condition.unwrap().abnormal,
+        "staging untouched"
+    );
+}
+
+// ---------------------------------------------------------------- unstage
+
+#[tokio::test]
+async fn unstage_refuses_while_published_and_then_disconnects() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+
+    let err = e.unstage(VOL).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains(&t.display().to_string()),
+        "{}",
+        err.message()
+    );
+    assert!(!e.kernel.deleted(0));
+    assert!(
+        e.calls().iter().all(|c| !matches!(c, Call::Unmount { .. })),
+        "nothing forced"
+    );
+
+    e.unpublish(VOL, &t).await.unwrap();
+    e.unstage(VOL).await.unwrap();
+    assert!(e.kernel.deleted(0));
+    assert!(e.node.staged_volumes().is_empty());
+    // Not staged any more: still OK.
+    e.unstage(VOL).await.unwrap();
+}
+
+#[tokio::test]
+async fn unstage_of_a_busy_mount_fails_cleanly_without_disconnecting() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    // A second mount of the same device that the plugin did not make (another namespace's view).
+    e.kernel.sys.add_mount(
+        "/dev/nvme0n1",
+        DevNum {
+            major: 259,
+            minor: 1,
+        },
+        Path::new("/somewhere/else"),
+        "ext4",
+    );
+    let err = e.unstage(VOL).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(!e.kernel.deleted(0));
+}
+
+#[tokio::test]
+async fn unstage_of_a_mount_that_will_not_go_away_is_not_forced_when_in_use() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    // umount keeps "succeeding" without effect; a holder (dm device) sits on the device.
+    e.kernel.sys.make_sticky(&e.staging(VOL));
+    let holders = e.path("sys/dev/block/259:1/holders/dm-0");
+    fs::create_dir_all(&holders).unwrap();
+    let err = e.unstage(VOL).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(
+        e.calls().iter().all(|c| !matches!(
+            c,
+            Call::Unmount {
+                mode: UnmountMode::Detach | UnmountMode::Force,
+                ..
+            }
+        )),
+        "{:#?}",
+        e.calls()
+    );
+    assert!(!e.kernel.deleted(0));
+}
+
+// ---------------------------------------------------------------- stats
+
+#[tokio::test]
+async fn stats_report_usage_and_each_abnormal_condition() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+
+    let s = e.stats(VOL, &t).await.unwrap();
+    let c = s.volume_condition.unwrap();
+    assert!(!c.abnormal, "{}", c.message);
+    assert_eq!(s.usage.len(), 2);
+    assert_eq!(s.usage[0].total, 10 << 30);
+    assert_eq!(s.usage[1].used, 10);
+
+    e.kernel.set_state(0, "connecting");
+    let c = e.stats(VOL, &t).await.unwrap().volume_condition.unwrap();
+    assert!(
+        c.abnormal && c.message.contains("not live"),
+        "{}",
+        c.message
+    );
+    e.kernel.set_state(0, "live");
+
+    // The device disappears under the mount.
+    e.kernel.remove_controller(0);
+    let s = e.stats(VOL, &t).await.unwrap();
+    let c = s.volume_condition.unwrap();
+    assert!(c.abnormal && c.message.contains("stale"), "{}", c.message);
+    assert!(s.usage.is_empty(), "no statvfs on a stale mount");
+    assert!(e.seen.any("stale"));
+
+    let err = e.stats(VOL, &e.path("nowhere")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn stats_of_a_block_volume_use_the_sysfs_size() {
+    let e = Env::new();
+    e.stage(VOL, NQN, block_cap()).await.unwrap();
+    let t = e.path("kubelet/publish/dev1");
+    e.publish(VOL, &t, block_cap(), false).await.unwrap();
+    let s = e.stats(VOL, &t).await.unwrap();
+    assert_eq!(s.usage[0].total, 1 << 30);
+    assert!(!s.volume_condition.unwrap().abnormal);
+}
+
+// ---------------------------------------------------------------- expand
+
+#[tokio::test]
+async fn expansion_rescans_grows_ext4_on_the_device_and_returns_the_measured_size() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    e.kernel.set_size(0, 3 << 30);
+    let r = e
+        .node
+        .node_expand_volume(Request::new(pb::NodeExpandVolumeRequest {
+            volume_id: VOL.into(),
+            volume_path: t.display().to_string(),
+            capacity_range: Some(pb::CapacityRange {
+                required_bytes: 2 << 30,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.capacity_bytes, 3 << 30, "measured, not requested");
+    assert!(e.kernel.rescanned(0));
+    assert!(
+        e.tools
+            .programs()
+            .contains(&format!("resize2fs {}", e.path("dev/nvme0n1").display())),
+        "{:?}",
+        e.tools.programs()
+    );
+}
+
+#[tokio::test]
+async fn expansion_grows_xfs_through_the_mount_point_and_fails_when_the_device_did_not_grow() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("xfs", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("xfs", &[]), false).await.unwrap();
+    let req = |bytes: i64| pb::NodeExpandVolumeRequest {
+        volume_id: VOL.into(),
+        volume_path: t.display().to_string(),
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: bytes,
+            limit_bytes: 0,
+        }),
+        ..Default::default()
+    };
+    let err = e
+        .node
+        .node_expand_volume(Request::new(req(4 << 30)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert_eq!(e.tools.count("xfs_growfs"), 0);
+    e.kernel.set_size(0, 4 << 30);
+    e.node
+        .node_expand_volume(Request::new(req(4 << 30)))
+        .await
+        .unwrap();
+    assert!(
+        e.tools
+            .programs()
+            .contains(&format!("xfs_growfs {}", t.display()))
+    );
+}
+
+// ---------------------------------------------------------------- recovery
+
+#[tokio::test]
+async fn renumbered_device_is_remounted_from_the_new_name_without_formatting() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    assert_eq!(e.tools.count("mkfs.ext4"), 1);
+
+    // Disconnect + reconnect behind our back: nvme0 → nvme3, /dev/nvme0n1 gone.
+    e.kernel.remove_controller(0);
+    e.kernel.next_ctrl.store(3, Ordering::SeqCst);
+    let (_, name, dev) = e.kernel.add_volume(NQN, "live", 1 << 30);
+    assert_eq!(name, "nvme3n1");
+
+    let report = e.node.monitor_pass().await;
+    assert!(
+        matches!(report.get(VOL), Some(VolumeCheck::Recovered(_))),
+        "{report:?}"
+    );
+    let new_dev = e.path("dev/nvme3n1");
+    assert!(e.calls().iter().any(|c| matches!(c,
+        Call::Mount { source, target, .. } if *source == new_dev && *target == e.staging(VOL))));
+    assert_eq!(e.tools.count("mkfs.ext4"), 1, "nothing formatted twice");
+    assert_eq!(e.tools.count("blkid"), 1, "recovery never probes to format");
+    assert!(
+        e.kernel.connects().len() == 1,
+        "kernel had reconnected; no extra connect"
+    );
+    // The publish target was re-bound to the new mount, and stats tell pods to restart.
+    let table = mount::MountTable::parse(&fs::read_to_string(e.path("mountinfo")).unwrap());
+    assert_eq!(table.top_mount_at(&t).unwrap().dev, dev);
+    assert_eq!(table.top_mount_at(&e.staging(VOL)).unwrap().dev, dev);
+    let c = e.stats(VOL, &t).await.unwrap().volume_condition.unwrap();
+    assert!(c.abnormal && c.message.contains("restart"), "{}", c.message);
+    assert!(e.seen.any("stale") && e.seen.any("recovered"));
+    // Healthy now: the next pass does nothing.
+    let report = e.node.monitor_pass().await;
+    assert_eq!(report.get(VOL), Some(&VolumeCheck::Healthy));
+}
+
+#[tokio::test]
+async fn a_deleted_controller_is_reconnected_with_the_remembered_parameters_after_a_restart() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let first = e.kernel.connects()[0].clone();
+    // Kernel 6.12: the controller is deleted despite ctrl_loss_tmo=-1. The plugin restarts too.
+    e.kernel.remove_controller(0);
+    let restarted = build(e.dir.path(), &e.kernel, &e.tools, &e.seen);
+    let report = restarted.monitor_pass().await;
+    assert!(
+        matches!(report.get(VOL), Some(VolumeCheck::Recovered(d)) if d.contains("reconnected")),
+        "{report:?}"
+    );
+    assert_eq!(e.kernel.connects(), vec![first.clone(), first]);
+    assert!(e.calls().iter().any(|c| matches!(c,
+        Call::Mount { source, .. } if *source == e.path("dev/nvme1n1"))));
+    assert_eq!(e.tools.count("mkfs.ext4"), 1);
+    assert!(e.seen.any("lost"));
+}
+
+#[tokio::test]
+async fn a_reconnecting_controller_is_left_to_the_kernel() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    e.kernel.set_state(0, "connecting");
+    let report = e.node.monitor_pass().await;
+    assert!(
+        matches!(report.get(VOL), Some(VolumeCheck::Waiting(_))),
+        "{report:?}"
+    );
+    assert!(e.seen.any("lost"));
+    assert!(!e.kernel.deleted(0));
+    e.kernel.set_state(0, "live");
+    let report = e.node.monitor_pass().await;
+    assert_eq!(report.get(VOL), Some(&VolumeCheck::Healthy));
+    assert!(e.seen.any("restored"));
+}
+
+#[tokio::test]
+async fn block_device_nodes_follow_a_renumbered_device() {
+    let e = Env::new();
+    e.stage(VOL, NQN, block_cap()).await.unwrap();
+    let t = e.path("kubelet/publish/dev1");
+    e.publish(VOL, &t, block_cap(), false).await.unwrap();
+    e.kernel.remove_controller(0);
+    let (_, _, dev) = e.kernel.add_volume(NQN, "live", 1 << 30);
+    let report = e.node.monitor_pass().await;
+    assert!(
+        matches!(report.get(VOL), Some(VolumeCheck::Recovered(_))),
+        "{report:?}"
+    );
+    assert!(e.calls().contains(&Call::MknodBlock {
+        path: t.clone(),
+        dev,
+        mode: 0o660
+    }));
+}
+
+// ---------------------------------------------------------------- startup
+
+#[tokio::test]
+async fn startup_cleanup_disconnects_only_unmounted_managed_orphans() {
+    let e = Env::new();
+    let (dead, _, _) = e.kernel.add_volume(NQN, "dead", 1 << 30);
+    let (mounted, _, mdev) = e.kernel.add_volume(NQN2, "dead", 1 << 30);
+    e.kernel
+        .sys
+        .add_mount("/dev/nvme1n1", mdev, Path::new("/var/lib/x"), "ext4");
+    let (boot, _, _) = e.kernel.add_volume(BOOT, "dead", 1 << 30);
+    let (healthy, _, _) = e.kernel.add_volume(
+        "nqn.2000-02.com.mikrotik:pvc-33333333-3333-4333-8333-333333333333",
+        "live",
+        1 << 30,
+    );
+    let report = e.node.startup().await;
+    assert_eq!(report.disconnected, vec![NQN.to_string()], "{report:?}");
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|(n, why)| n == NQN2 && why.contains("mounted"))
+    );
+    assert!(e.kernel.deleted(dead));
+    assert!(!e.kernel.deleted(mounted));
+    assert!(!e.kernel.deleted(boot), "foreign NQN touched");
+    assert!(!e.kernel.deleted(healthy));
+}
+
+// ---------------------------------------------------------------- identity of the node
+
+#[tokio::test]
+async fn capabilities_and_info() {
+    let e = Env::new();
+    let caps = e
+        .node
+        .node_get_capabilities(Request::new(pb::NodeGetCapabilitiesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    let types: Vec<i32> = caps
+        .iter()
+        .map(|c| match &c.r#type {
+            Some(pb::node_service_capability::Type::Rpc(r)) => r.r#type,
+            None => 0,
+        })
+        .collect();
+    use pb::node_service_capability::rpc::Type as T;
+    for t in [
+        T::StageUnstageVolume,
+        T::GetVolumeStats,
+        T::VolumeCondition,
+        T::ExpandVolume,
+        T::SingleNodeMultiWriter,
+    ] {
+        assert!(types.contains(&(t as i32)), "{t:?} missing");
+    }
+    let info = e
+        .node
+        .node_get_info(Request::new(pb::NodeGetInfoRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.node_id, "node-1");
+    assert_eq!(info.max_volumes_per_node, 7);
+}
