@@ -160,6 +160,64 @@ pub struct NodeOnlyArgs {
     /// Most volumes this node may attach (0 = no limit).
     #[arg(long, env = "RDS_MAX_VOLUMES_PER_NODE", default_value_t = 0)]
     pub max_volumes_per_node: i64,
+    /// NQN prefix of the volumes this driver manages: only these are ever connected,
+    /// disconnected or cleaned up on this node (hosts booting from NVMe-oF are never touched).
+    #[arg(
+        long,
+        env = "CSI_MANAGED_NQN_PREFIX",
+        default_value = "nqn.2000-02.com.mikrotik:pvc-"
+    )]
+    pub managed_nqn_prefix: String,
+    /// Directory for the node plugin's own state (NVMe host identity, staged-volume records used
+    /// to recover after a reconnect or a restart); must be a hostPath that survives restarts.
+    #[arg(long, env = "RDS_CSI_STATE_DIR", default_value = "/var/lib/rds-csi")]
+    pub state_dir: PathBuf,
+    /// How NVMe/TCP connections are made: `fabrics` writes /dev/nvme-fabrics directly,
+    /// `nvme-cli` runs `nvme connect`.
+    #[arg(long, env = "RDS_CSI_NVME_CONNECT_METHOD", default_value = "fabrics", value_parser = ["fabrics", "nvme-cli"])]
+    pub nvme_connect_method: String,
+    /// nvme-cli binary used with `--nvme-connect-method nvme-cli`.
+    #[arg(long, env = "RDS_CSI_NVME_CLI", default_value = "nvme")]
+    pub nvme_cli: PathBuf,
+    /// Root of sysfs as seen by the plugin (tests and VMs may point elsewhere).
+    #[arg(long, env = "RDS_CSI_SYSFS_ROOT", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+    /// Directory holding the block device nodes.
+    #[arg(long, env = "RDS_CSI_DEV_ROOT", default_value = "/dev")]
+    pub dev_root: PathBuf,
+    /// Root of procfs, scanned for processes still using a device before it is detached.
+    #[arg(long, env = "RDS_CSI_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Mount table the plugin trusts for "is it mounted, and from what".
+    #[arg(
+        long,
+        env = "RDS_CSI_MOUNTINFO",
+        default_value = "/proc/self/mountinfo"
+    )]
+    pub mountinfo: PathBuf,
+    /// The NVMe-oF fabrics control file.
+    #[arg(
+        long,
+        env = "RDS_CSI_NVME_FABRICS",
+        default_value = "/dev/nvme-fabrics"
+    )]
+    pub nvme_fabrics: PathBuf,
+    /// Deadline for one NVMe connect (kernel write or nvme-cli run).
+    #[arg(long, env = "RDS_CSI_NVME_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub nvme_connect_timeout: Duration,
+    /// How long to wait for the block device of a freshly connected NQN.
+    #[arg(long, env = "RDS_CSI_NVME_DEVICE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub nvme_device_timeout: Duration,
+    /// Deadline for each mount, umount, mknod or statvfs call (a dead device can hang them).
+    #[arg(long, env = "RDS_CSI_MOUNT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub mount_timeout: Duration,
+    /// How long an unmount may take to show up in the mount table before the in-use check
+    /// decides whether a lazy detach is safe.
+    #[arg(long, env = "RDS_CSI_UNMOUNT_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub unmount_wait: Duration,
+    /// Pause between background checks of staged volumes (controller state, stale mounts).
+    #[arg(long, env = "RDS_CSI_NODE_MONITOR_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub node_monitor_interval: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
