@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use csi::v1 as pb;
 use csi::v1::controller_service_capability::rpc::Type as RpcType;
+use csi::v1::volume_capability::AccessType;
+use csi::v1::volume_capability::access_mode::Mode;
 use routeros::{ByteSize, Disk, DiskAdd, FilePath, NvmeExport};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -15,6 +17,7 @@ use tracing::{info, warn};
 use crate::backend::{Backend, Backends};
 use crate::capability;
 use crate::error::{DriverError, Result};
+use crate::fencing::{AttachmentManager, PublishRequest, Sharing};
 use crate::locks::VolumeLocks;
 use crate::params;
 use crate::rpc::traced;
@@ -24,6 +27,8 @@ use crate::volume_id::{self, VolumeId};
 pub struct ControllerService {
     backends: Arc<Backends>,
     locks: VolumeLocks,
+    /// Always present: publishing without a fence is how two nodes end up writing one volume.
+    fencing: Arc<AttachmentManager>,
 }
 
 /// Only what is implemented is declared: a CO that sees a capability relies on it.
@@ -34,17 +39,30 @@ const CAPABILITIES: &[RpcType] = &[
     RpcType::ExpandVolume,
     RpcType::GetVolume,
     RpcType::SingleNodeMultiWriter,
+    RpcType::PublishUnpublishVolume,
 ];
+
+/// publish_context keys (snake_case, as the earlier driver wrote them).
+pub const PC_NVME_ADDRESS: &str = "nvme_address";
+pub const PC_NVME_PORT: &str = "nvme_port";
+pub const PC_NVME_NQN: &str = "nvme_nqn";
+/// Only for filesystem volumes; absent for raw block.
+pub const PC_FS_TYPE: &str = "fs_type";
 
 /// Token prefix for ListVolumes paging; anything else is rejected as ABORTED (CSI spec).
 const TOKEN_PREFIX: &str = "after:";
 
 impl ControllerService {
-    pub fn new(backends: Arc<Backends>) -> Self {
+    pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
         ControllerService {
             backends,
             locks: VolumeLocks::default(),
+            fencing,
         }
+    }
+
+    pub fn fencing(&self) -> &Arc<AttachmentManager> {
+        &self.fencing
     }
 
     fn backend_of(&self, id: &VolumeId) -> Result<&Arc<Backend>> {
@@ -407,6 +425,60 @@ impl ControllerService {
         })
     }
 
+    async fn publish(
+        &self,
+        req: pb::ControllerPublishVolumeRequest,
+    ) -> Result<pb::ControllerPublishVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        if req.node_id.is_empty() {
+            return Err(DriverError::InvalidArgument("node ID is required".into()));
+        }
+        let cap = req
+            .volume_capability
+            .as_ref()
+            .ok_or_else(|| DriverError::InvalidArgument("volume capability is required".into()))?;
+        if let Some(why) = capability::unsupported(cap) {
+            return Err(DriverError::InvalidArgument(format!(
+                "invalid volume capability: {why}"
+            )));
+        }
+        // The volume must exist before anyone is fenced onto it; an RDS outage is UNAVAILABLE.
+        let (id, backend, disk) = self.existing(&req.volume_id).await?;
+        let publish_context = publish_context(&id, &backend, &disk, &req.volume_context, cap)?;
+        let multi = cap
+            .access_mode
+            .as_ref()
+            .is_some_and(|m| m.mode == Mode::MultiNodeMultiWriter as i32);
+        let request = PublishRequest {
+            volume_id: req.volume_id.clone(),
+            node: req.node_id.clone(),
+            sharing: if multi {
+                Sharing::MultiNode
+            } else {
+                Sharing::SingleNode
+            },
+            volume_context: req.volume_context.clone(),
+        };
+        self.fencing.publish(&request).await?;
+        Ok(pb::ControllerPublishVolumeResponse { publish_context })
+    }
+
+    async fn unpublish(
+        &self,
+        req: pb::ControllerUnpublishVolumeRequest,
+    ) -> Result<pb::ControllerUnpublishVolumeResponse> {
+        if req.volume_id.is_empty() {
+            return Err(DriverError::InvalidArgument("volume ID is required".into()));
+        }
+        // No RDS call: a volume deleted on the RDS must still be detachable. An empty node id is
+        // CSI's "detach from every node".
+        let node = Some(req.node_id.as_str()).filter(|n| !n.is_empty());
+        self.fencing.unpublish(&req.volume_id, node).await?;
+        Ok(pb::ControllerUnpublishVolumeResponse {})
+    }
+
     async fn get(
         &self,
         req: pb::ControllerGetVolumeRequest,
@@ -483,6 +555,49 @@ fn ensure_managed(id: &VolumeId, backend: &Backend, disk: &Disk) -> Result<()> {
     }
 }
 
+/// What the node needs to connect, from the RDS's own record of the export (the volume_context
+/// may predate a change of port or address).
+fn publish_context(
+    id: &VolumeId,
+    backend: &Backend,
+    disk: &Disk,
+    volume_context: &HashMap<String, String>,
+    cap: &pb::VolumeCapability,
+) -> Result<HashMap<String, String>> {
+    let address = volume_context
+        .get(params::C_NVME_ADDRESS)
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .unwrap_or_else(|| backend.nvme_address.to_string());
+    let port = disk.nvme_port.ok_or_else(|| {
+        DriverError::FailedPrecondition(format!(
+            "volume {id} exists on backend {} but is not exported over NVMe/TCP (no nvme-tcp-port)",
+            backend.name
+        ))
+    })?;
+    let nqn = match &disk.nvme_nqn {
+        Some(nqn) => nqn.clone(),
+        None => id
+            .nqn()
+            .map_err(|e| DriverError::Internal(format!("deriving the NQN of {id}: {e}")))?
+            .as_str()
+            .to_string(),
+    };
+    let mut ctx = HashMap::new();
+    ctx.insert(PC_NVME_ADDRESS.to_string(), address);
+    ctx.insert(PC_NVME_PORT.to_string(), port.to_string());
+    ctx.insert(PC_NVME_NQN.to_string(), nqn);
+    if let Some(AccessType::Mount(m)) = &cap.access_type {
+        let fs = if m.fs_type.is_empty() {
+            "ext4"
+        } else {
+            m.fs_type.as_str()
+        };
+        ctx.insert(PC_FS_TYPE.to_string(), fs.to_string());
+    }
+    Ok(ctx)
+}
+
 fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!(
         "{what} is not supported by this version of rds-csi"
@@ -511,16 +626,20 @@ impl pb::controller_server::Controller for ControllerService {
 
     async fn controller_publish_volume(
         &self,
-        _request: Request<pb::ControllerPublishVolumeRequest>,
+        request: Request<pb::ControllerPublishVolumeRequest>,
     ) -> std::result::Result<Response<pb::ControllerPublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerPublishVolume"))
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("ControllerPublishVolume", &id, self.publish(req)).await
     }
 
     async fn controller_unpublish_volume(
         &self,
-        _request: Request<pb::ControllerUnpublishVolumeRequest>,
+        request: Request<pb::ControllerUnpublishVolumeRequest>,
     ) -> std::result::Result<Response<pb::ControllerUnpublishVolumeResponse>, Status> {
-        Err(unimplemented("ControllerUnpublishVolume"))
+        let req = request.into_inner();
+        let id = req.volume_id.clone();
+        traced("ControllerUnpublishVolume", &id, self.unpublish(req)).await
     }
 
     async fn validate_volume_capabilities(

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 use crate::config::{BackendSettings, build_backend, default_volume_path};
 use crate::error::{DriverError, Result};
+use crate::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
 use crate::server::{Services, serve};
 use crate::{Backends, ControllerService, IdentityService};
 
@@ -27,6 +28,10 @@ pub struct SandboxOptions {
     pub capacity: u64,
     pub max_sessions: usize,
     pub observer: Option<Arc<dyn CommandObserver>>,
+    /// The Kubernetes the fencing manager sees: in memory, so tests can add PVs, nodes and
+    /// VolumeAttachments (and inject API faults) before or while the controller runs.
+    pub cluster: Arc<MemoryCluster>,
+    pub fencing: FencingConfig,
 }
 
 impl Default for SandboxOptions {
@@ -38,6 +43,8 @@ impl Default for SandboxOptions {
             capacity: 1 << 40,
             max_sessions: 4,
             observer: None,
+            cluster: Arc::new(MemoryCluster::new()),
+            fencing: FencingConfig::default(),
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct Sandbox {
     pub identity: IdentityClient<Channel>,
     pub controller: ControllerClient<Channel>,
     pub socket: std::path::PathBuf,
+    pub cluster: Arc<MemoryCluster>,
+    pub fencing: Arc<AttachmentManager>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<()>>>,
     pub dir: tempfile::TempDir,
@@ -107,7 +116,7 @@ impl Sandbox {
             sims.push(start_sim(dir.path(), name, &o).await?);
         }
         let settings: Vec<BackendSettings> = sims.iter().map(|s| s.settings.clone()).collect();
-        Self::serve(dir, sims, &settings, o.observer.clone()).await
+        Self::serve_with(dir, sims, &settings, &o).await
     }
 
     /// Serves a controller for `settings` (which may deliberately differ from the sims').
@@ -117,6 +126,21 @@ impl Sandbox {
         settings: &[BackendSettings],
         observer: Option<Arc<dyn CommandObserver>>,
     ) -> Result<Sandbox> {
+        let o = SandboxOptions {
+            observer,
+            ..SandboxOptions::default()
+        };
+        Self::serve_with(dir, sims, settings, &o).await
+    }
+
+    /// [`Sandbox::serve`] with the observer, cluster and fencing settings from `o`.
+    pub async fn serve_with(
+        dir: tempfile::TempDir,
+        sims: Vec<SimBackend>,
+        settings: &[BackendSettings],
+        o: &SandboxOptions,
+    ) -> Result<Sandbox> {
+        let observer = o.observer.clone();
         let mut built = Vec::new();
         for s in settings {
             built.push(build_backend(s, observer.clone())?);
@@ -124,6 +148,10 @@ impl Sandbox {
         let default = settings.first().map(|s| s.name.clone()).unwrap_or_default();
         let backends = Arc::new(Backends::new(&default, built).map_err(DriverError::Config)?);
         let socket = dir.path().join("csi.sock");
+        // As in production: the attachment state is rebuilt before the socket opens.
+        let cluster = o.cluster.clone();
+        let fencing = Arc::new(AttachmentManager::new(cluster.clone(), o.fencing.clone()));
+        fencing.rebuild().await?;
         let services = Services {
             identity: IdentityService::new(
                 "rds.csi.srvlab.io".into(),
@@ -131,7 +159,7 @@ impl Sandbox {
                 Some(backends.clone()),
                 Duration::from_secs(3),
             ),
-            controller: Some(ControllerService::new(backends)),
+            controller: Some(ControllerService::new(backends, fencing.clone())),
             node: None,
         };
         let (stop, stop_rx) = oneshot::channel::<()>();
@@ -148,6 +176,8 @@ impl Sandbox {
             identity: IdentityClient::new(channel.clone()),
             controller: ControllerClient::new(channel),
             socket,
+            cluster,
+            fencing,
             stop: Some(stop),
             server: Some(server),
             dir,

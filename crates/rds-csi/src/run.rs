@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use driver::config::{BackendSettings, build_backend, read_backends_file};
+use driver::fencing::{AttachmentManager, Cluster, FencingConfig, MemoryCluster};
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tracing::{error, info, warn};
@@ -22,12 +23,16 @@ pub async fn controller(a: ControllerArgs) -> Result<(), String> {
         Some(backends.clone()),
         a.rds.probe_timeout,
     );
+    let fencing = start_fencing(&a.serve).await?;
     let services = Services {
         identity,
-        controller: Some(ControllerService::new(backends)),
+        controller: Some(ControllerService::new(backends, fencing.clone())),
         node: None,
     };
-    serve_until_signal(&a.serve, services).await
+    let reconciler = fencing.spawn_reconciler();
+    let result = serve_until_signal(&a.serve, services).await;
+    reconciler.abort();
+    result
 }
 
 pub async fn node(a: NodeArgs) -> Result<(), String> {
@@ -54,12 +59,46 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
         Some(backends.clone()),
         a.rds.probe_timeout,
     );
+    let fencing = start_fencing(&a.serve).await?;
     let services = Services {
         identity,
-        controller: Some(ControllerService::new(backends)),
+        controller: Some(ControllerService::new(backends, fencing.clone())),
         node: Some(node_service(&a.node)?),
     };
-    serve_until_signal(&a.serve, services).await
+    let reconciler = fencing.spawn_reconciler();
+    let result = serve_until_signal(&a.serve, services).await;
+    reconciler.abort();
+    result
+}
+
+/// The Kubernetes API fencing works against.
+///
+/// INTEGRATION POINT: switch this to `driver::kube::KubeCluster` (in-cluster config, driver name
+/// from `--driver-name`) when it lands. Until then there is no Kubernetes client in the binary, so
+/// the attachment state lives in this process only: single-node volumes are still fenced while
+/// the controller runs, but not across restarts. The error log says so on every start.
+fn fencing_cluster(s: &ServeArgs) -> Result<Arc<dyn Cluster>, String> {
+    error!(driver = %s.driver_name, "no Kubernetes client in this build: volume attachments are fenced in memory only and are forgotten on restart");
+    Ok(Arc::new(MemoryCluster::new()))
+}
+
+/// Builds the attachment manager and rebuilds its state BEFORE the socket opens: a controller
+/// that answered ControllerPublish on an empty state could attach a volume to a second node.
+/// If the state cannot be read, the controller does not start (the error names the cause and
+/// Kubernetes restarts it with backoff).
+async fn start_fencing(s: &ServeArgs) -> Result<Arc<AttachmentManager>, String> {
+    let cluster = fencing_cluster(s)?;
+    let manager = Arc::new(AttachmentManager::new(cluster, FencingConfig::default()));
+    let report = manager
+        .rebuild()
+        .await
+        .map_err(|e| format!("cannot start the controller: {e}"))?;
+    info!(
+        volumes = report.volumes,
+        attachments = report.attachments,
+        "attachment state restored"
+    );
+    Ok(manager)
 }
 
 fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {

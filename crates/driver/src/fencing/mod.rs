@@ -1,4 +1,31 @@
 //! Volume fencing: ControllerPublish/Unpublish guarantee a single-node volume is attached to at
 //! most one node, with state that survives controller restarts.
+//!
+//! Fencing is always on in controller mode: there is no configuration without a [`Cluster`].
+//! `manager` holds the rules, `annotations` the persisted format, `rebuild` the restart path,
+//! `reconciler` the background repairs, `memory` the in-memory cluster used by tests and the
+//! sandbox, and `serialize` the seam for KubeVirt per-VM serialization (not built).
+//!
+//! Volumes without a PersistentVolume (a CSI client calling the driver directly, as csi-sanity or
+//! the `rds-csi csi` operator client do) are fenced in memory only, with a loud warning and the
+//! `unpersisted_total` counter: refusing them would make the driver untestable outside
+//! Kubernetes, and inside Kubernetes every attachable volume has a PV.
 
+pub mod annotations;
+pub mod clock;
 pub mod cluster;
+pub mod manager;
+pub mod memory;
+pub mod rebuild;
+pub mod reconciler;
+pub mod serialize;
+pub mod state;
+pub mod stats;
+
+pub use cluster::Cluster;
+pub use manager::{
+    AttachmentManager, FencingConfig, PublishOutcome, PublishRequest, UnpublishOutcome,
+};
+pub use memory::MemoryCluster;
+pub use state::Sharing;
+pub use stats::FencingStats;

@@ -1,0 +1,650 @@
+//! The attachment manager: which node(s) each volume is attached to, and the rules that keep a
+//! single-node volume on at most one node.
+//!
+//! NVMe/TCP has no reservations, so this bookkeeping is the only fence: a wrong "yes" here lets
+//! two kernels write one filesystem. Every decision therefore fails closed (an API error refuses
+//! the publish), every change reaches the PV before the RPC answers (so a restart cannot forget
+//! a fence), and nothing here ever detaches a live attachment on its own except for nodes that
+//! Kubernetes says are gone.
+//!
+//! **Lock order.** (1) the KubeVirt serializer guard, if any (see `serialize`); (2) the
+//! per-volume lock (`locks`, whose map mutex is only held to find the entry, never while waiting);
+//! (3) the `state` map mutex, held only to read or write the map and never across an `.await`;
+//! (4) `reported_vas`, never held together with `state`. Nobody holds two volume locks at once.
+//! The per-volume lock IS held across Kubernetes calls for that volume: the decision, the PV
+//! write and the in-memory commit form one step, so two publishes of one volume cannot both win.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::annotations;
+use super::clock::{Clock, SystemClock, format_rfc3339};
+use super::cluster::{Cluster, ClusterError, EventKind, NodeState, PvInfo, VolumeEvent};
+use super::serialize::{NoSerialization, PublishSerializer};
+use super::state::{Attachment, EventTarget, Migration, NodeAttachment, Sharing};
+use super::stats::{Counters, FencingStats, bump};
+use crate::error::{DriverError, Result};
+use crate::locks::VolumeLocks;
+use crate::params;
+
+/// Migration windows outside this range are clamped (a StorageClass typo must neither report
+/// every migration at once nor hide a stuck one for days).
+const MIGRATION_TIMEOUT_RANGE: (u64, u64) = (30, 3600);
+
+#[derive(Debug, Clone)]
+pub struct FencingConfig {
+    /// Deadline for each Kubernetes API call; the error names the call that hung.
+    pub api_timeout: Duration,
+    /// Migration window when the volume_context has no `migrationTimeoutSeconds`.
+    pub default_migration_timeout: Duration,
+    /// Attempts at an annotation write when the PV keeps changing underneath (resourceVersion
+    /// conflicts); each retry re-reads the PV.
+    pub conflict_attempts: u32,
+    /// Pause before a retry, multiplied by the attempt number.
+    pub conflict_backoff: Duration,
+    /// How often the background reconciler runs (zero means the default).
+    pub reconcile_interval: Duration,
+    /// A VolumeAttachment deleting for longer than this is reported as stuck.
+    pub stuck_detach_after: Duration,
+}
+
+impl Default for FencingConfig {
+    fn default() -> Self {
+        FencingConfig {
+            api_timeout: Duration::from_secs(10),
+            default_migration_timeout: Duration::from_secs(300),
+            conflict_attempts: 5,
+            conflict_backoff: Duration::from_millis(10),
+            reconcile_interval: Duration::from_secs(300),
+            stuck_detach_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One ControllerPublishVolume, as fencing sees it.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The CSI volume id exactly as the CO sent it (it equals the PV's `volumeHandle`).
+    pub volume_id: String,
+    pub node: String,
+    pub sharing: Sharing,
+    pub volume_context: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// The node already held the volume (a retry): nothing changed.
+    AlreadyAttached,
+    Attached,
+    /// A second node joined a multi-node block volume.
+    MigrationStarted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnpublishOutcome {
+    /// The node did not hold the volume (a retry, or never published): nothing changed.
+    NotAttached,
+    /// No node holds the volume any more: it is free for any node at once.
+    Detached,
+    /// The named node was removed; another node still holds the volume.
+    StillAttached,
+}
+
+pub struct AttachmentManager {
+    pub(super) cluster: Arc<dyn Cluster>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) serializer: Arc<dyn PublishSerializer>,
+    pub(super) config: FencingConfig,
+    pub(super) locks: VolumeLocks,
+    /// Volume id → attachment; a volume without nodes has no entry.
+    pub(super) state: Mutex<HashMap<String, Attachment>>,
+    /// False until `rebuild` succeeded: until then publish and unpublish are refused.
+    pub(super) ready: AtomicBool,
+    pub(super) counters: Counters,
+    /// VolumeAttachments already reported as stuck, so each is reported once.
+    pub(super) reported_vas: Mutex<HashSet<String>>,
+}
+
+impl AttachmentManager {
+    pub fn new(cluster: Arc<dyn Cluster>, config: FencingConfig) -> Self {
+        AttachmentManager {
+            cluster,
+            clock: Arc::new(SystemClock),
+            serializer: Arc::new(NoSerialization),
+            config,
+            locks: VolumeLocks::default(),
+            state: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            counters: Counters::default(),
+            reported_vas: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Installs per-VM publish serialization (KubeVirt); off by default.
+    pub fn with_serializer(mut self, serializer: Arc<dyn PublishSerializer>) -> Self {
+        self.serializer = serializer;
+        self
+    }
+
+    pub fn config(&self) -> &FencingConfig {
+        &self.config
+    }
+
+    /// True once the state was rebuilt from Kubernetes; Probe and startup use it.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn attachment(&self, volume_id: &str) -> Option<Attachment> {
+        self.map().get(volume_id).cloned()
+    }
+
+    /// Nodes holding the volume, in attach order.
+    pub fn attached_nodes(&self, volume_id: &str) -> Vec<String> {
+        self.attachment(volume_id)
+            .map(|a| a.node_names())
+            .unwrap_or_default()
+    }
+
+    pub fn stats(&self) -> FencingStats {
+        let (volumes, migrations) = {
+            let map = self.map();
+            let migrations = map.values().filter(|a| a.nodes.len() > 1).count();
+            (map.len() as u64, migrations as u64)
+        };
+        self.counters.snapshot(volumes, migrations)
+    }
+
+    pub(super) fn map(&self) -> MutexGuard<'_, HashMap<String, Attachment>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ensure_ready(&self, doing: &str) -> Result<()> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(DriverError::Unavailable(format!(
+                "{doing}: attachment state has not been rebuilt from Kubernetes yet; deciding on empty state could attach a volume to two nodes"
+            )))
+        }
+    }
+
+    /// Runs one Kubernetes call under the API deadline.
+    pub(super) async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = std::result::Result<T, ClusterError>>,
+    ) -> std::result::Result<T, ClusterError> {
+        let limit = self.config.api_timeout;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "{what}: no answer from the Kubernetes API within {limit:?}"
+            ))),
+        }
+    }
+
+    /// Posts an event without ever failing or hanging the operation it describes.
+    pub(super) async fn post(
+        &self,
+        target: &EventTarget,
+        kind: EventKind,
+        reason: &str,
+        message: String,
+    ) {
+        let event = VolumeEvent {
+            pv_name: target.pv_name.clone(),
+            pvc: target.pvc.clone(),
+            kind,
+            reason: reason.to_string(),
+            message,
+        };
+        let limit = self.config.api_timeout;
+        if tokio::time::timeout(limit, self.cluster.post_event(event))
+            .await
+            .is_err()
+        {
+            warn!(
+                reason,
+                "posting an event took longer than {limit:?}; dropped"
+            );
+        }
+    }
+
+    /// Writes the annotations describing `next` to the volume's PV, re-reading and retrying on
+    /// resourceVersion conflicts. `Ok(None)`: the volume has no PV (kept in memory only).
+    pub(super) async fn persist(
+        &self,
+        volume_id: &str,
+        next: Option<&Attachment>,
+        doing: &str,
+    ) -> Result<Option<PvInfo>> {
+        let result = self.persist_inner(volume_id, next, doing).await;
+        if result.is_err() {
+            bump(&self.counters.persist_failures, 1);
+        }
+        result
+    }
+
+    async fn persist_inner(
+        &self,
+        volume_id: &str,
+        next: Option<&Attachment>,
+        doing: &str,
+    ) -> Result<Option<PvInfo>> {
+        let attempts = self.config.conflict_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let pv = self
+                .call(
+                    "looking up the PersistentVolume",
+                    self.cluster.pv_by_handle(volume_id),
+                )
+                .await
+                .map_err(|e| api_error(doing, "looking up its PersistentVolume", e))?;
+            let Some(pv) = pv else {
+                bump(&self.counters.unpersisted, 1);
+                warn!(
+                    volume = volume_id,
+                    "no PersistentVolume has this volume handle, so the attachment is kept IN MEMORY ONLY and will not survive a controller restart (expected only for CSI clients calling the driver directly)"
+                );
+                return Ok(None);
+            };
+            let changes = annotations::changes(next, &pv.annotations);
+            if changes.is_empty() {
+                return Ok(Some(pv));
+            }
+            let patch = self
+                .cluster
+                .patch_pv_annotations(&pv.name, &pv.resource_version, &changes);
+            match self
+                .call("patching PersistentVolume annotations", patch)
+                .await
+            {
+                Ok(updated) => return Ok(Some(updated)),
+                Err(ClusterError::Conflict(why)) | Err(ClusterError::NotFound(why)) => {
+                    // Someone else wrote (or deleted) the PV since we read it: read it again.
+                    debug!(volume = volume_id, pv = %pv.name, attempt, %why, "PV changed underneath; retrying");
+                    last = why;
+                    if attempt < attempts {
+                        tokio::time::sleep(self.config.conflict_backoff * attempt).await;
+                    }
+                }
+                Err(e) => {
+                    return Err(api_error(
+                        doing,
+                        &format!("writing annotations on PersistentVolume {}", pv.name),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(DriverError::Unavailable(format!(
+            "{doing}: the PersistentVolume of volume {volume_id} kept changing while its annotations were written; gave up after {attempts} attempts (last: {last})"
+        )))
+    }
+
+    /// Attaches `req.node`, or explains why not.
+    pub async fn publish(&self, req: &PublishRequest) -> Result<PublishOutcome> {
+        let doing = format!("attaching volume {} to node {}", req.volume_id, req.node);
+        self.ensure_ready(&doing)?;
+        let ctx_pvc = pvc_from_context(&req.volume_context);
+        let _serial = self
+            .serializer
+            .enter(&req.volume_id, ctx_pvc.as_ref())
+            .await;
+        let _lock = self.locks.lock(&req.volume_id).await;
+        let current = self.attachment(&req.volume_id);
+        if current.as_ref().is_some_and(|a| a.holds(&req.node)) {
+            debug!(volume = %req.volume_id, node = %req.node, "already attached to this node");
+            return Ok(PublishOutcome::AlreadyAttached);
+        }
+        let now = self.clock.now();
+
+        // A holder whose Node object is gone releases the volume; if we cannot tell, the fence
+        // stays (fail closed).
+        let mut stale = Vec::new();
+        let mut remaining = current.clone();
+        if let Some(a) = &mut remaining {
+            for holder in a.node_names() {
+                let state = self
+                    .call("looking up a node", self.cluster.node_state(&holder))
+                    .await
+                    .map_err(|e| {
+                        DriverError::Unavailable(format!(
+                            "{doing}: cannot verify that node {holder}, which holds the volume, still exists, so the volume stays fenced: {e}"
+                        ))
+                    })?;
+                if state == NodeState::Absent {
+                    stale.push(holder);
+                }
+            }
+            a.nodes.retain(|n| !stale.contains(&n.node));
+            if a.nodes.len() < 2 {
+                a.migration = None;
+            }
+        }
+        let remaining = remaining.filter(|a| !a.nodes.is_empty());
+
+        let mut target = current
+            .as_ref()
+            .map(|a| a.target.clone())
+            .unwrap_or_default();
+        if ctx_pvc.is_some() {
+            target.pvc = ctx_pvc.clone();
+        }
+        let new_node = NodeAttachment {
+            node: req.node.clone(),
+            attached_at: now,
+        };
+        let (next, outcome) = match remaining {
+            None => (
+                Attachment {
+                    nodes: vec![new_node],
+                    sharing: req.sharing,
+                    migration: None,
+                    target: target.clone(),
+                },
+                PublishOutcome::Attached,
+            ),
+            Some(held) => {
+                if let Some(why) = refusal(&held, req.sharing, now) {
+                    return Err(self.conflict(req, &held, &target, &why).await);
+                }
+                let mut next = held;
+                next.nodes.push(new_node);
+                next.migration = Some(Migration {
+                    started_at: now,
+                    timeout: migration_timeout(
+                        &req.volume_context,
+                        self.config.default_migration_timeout,
+                    ),
+                    timeout_reported: false,
+                });
+                next.target = target.clone();
+                (next, PublishOutcome::MigrationStarted)
+            }
+        };
+
+        let pv = self.persist(&req.volume_id, Some(&next), &doing).await?;
+        let mut next = next;
+        if let Some(pv) = &pv {
+            next.target.pv_name = Some(pv.name.clone());
+            if next.target.pvc.is_none() {
+                next.target.pvc = pv.claim.clone();
+            }
+        }
+        self.map().insert(req.volume_id.clone(), next.clone());
+
+        let v = &req.volume_id;
+        for node in &stale {
+            bump(&self.counters.stale_cleared, 1);
+            info!(volume = %v, node = %node, "cleared the attachment of a deleted node");
+            self.post(
+                &next.target,
+                EventKind::Normal,
+                "StaleAttachmentCleared",
+                format!("[{v}]: Cleared stale attachment from deleted node {node}"),
+            )
+            .await;
+        }
+        bump(&self.counters.attaches, 1);
+        match outcome {
+            PublishOutcome::MigrationStarted => {
+                bump(&self.counters.migrations_started, 1);
+                let source = next.nodes.first().map(|n| n.node.as_str()).unwrap_or("");
+                let timeout = next
+                    .migration
+                    .as_ref()
+                    .map(|m| m.timeout)
+                    .unwrap_or_default();
+                info!(volume = %v, source, target = %req.node, ?timeout, "live migration started: volume attached to two nodes");
+                self.post(
+                    &next.target,
+                    EventKind::Normal,
+                    "MigrationStarted",
+                    format!(
+                        "[{v}]: KubeVirt live migration started - source: {source}, target: {}, timeout: {}s",
+                        req.node,
+                        timeout.as_secs()
+                    ),
+                )
+                .await;
+            }
+            _ => {
+                info!(volume = %v, node = %req.node, "attached");
+                self.post(
+                    &next.target,
+                    EventKind::Normal,
+                    "VolumeAttached",
+                    format!("[{v}]: Attached to node {}", req.node),
+                )
+                .await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn conflict(
+        &self,
+        req: &PublishRequest,
+        held: &Attachment,
+        target: &EventTarget,
+        why: &str,
+    ) -> DriverError {
+        bump(&self.counters.conflicts, 1);
+        let holders = held.node_names().join(", ");
+        let v = &req.volume_id;
+        warn!(volume = %v, requested = %req.node, attached = %holders, why, "attachment refused");
+        self.post(
+            target,
+            EventKind::Warning,
+            "AttachmentConflict",
+            format!(
+                "[{v}]: Attachment to node {} rejected - volume already attached to node {holders}. Delete the pod on {holders} to release the volume.",
+                req.node
+            ),
+        )
+        .await;
+        DriverError::FailedPrecondition(format!(
+            "volume {v} is already attached to node {holders}; refusing to attach it to node {} as well: {why}",
+            req.node
+        ))
+    }
+
+    /// Detaches `node` (all nodes when `None`, CSI's force-detach form). Only the named node is
+    /// removed, so a late call for an old node never drops a newer node's fence.
+    pub async fn unpublish(&self, volume_id: &str, node: Option<&str>) -> Result<UnpublishOutcome> {
+        let doing = match node {
+            Some(n) => format!("detaching volume {volume_id} from node {n}"),
+            None => format!("detaching volume {volume_id} from every node"),
+        };
+        self.ensure_ready(&doing)?;
+        let _lock = self.locks.lock(volume_id).await;
+        let Some(current) = self.attachment(volume_id) else {
+            debug!(
+                volume = volume_id,
+                "not attached anywhere; nothing to detach"
+            );
+            return Ok(UnpublishOutcome::NotAttached);
+        };
+        let removed: Vec<String> = current
+            .node_names()
+            .into_iter()
+            .filter(|n| node.is_none_or(|want| want == n))
+            .collect();
+        if removed.is_empty() {
+            debug!(
+                volume = volume_id,
+                ?node,
+                "node does not hold the volume; nothing to detach"
+            );
+            return Ok(UnpublishOutcome::NotAttached);
+        }
+        let mut next = current.clone();
+        next.nodes.retain(|n| !removed.contains(&n.node));
+        if next.nodes.len() < 2 {
+            next.migration = None;
+        }
+        let next = (!next.nodes.is_empty()).then_some(next);
+        self.persist(volume_id, next.as_ref(), &doing).await?;
+        {
+            let mut map = self.map();
+            match &next {
+                Some(a) => map.insert(volume_id.to_string(), a.clone()),
+                None => map.remove(volume_id),
+            };
+        }
+        bump(&self.counters.detaches, removed.len() as u64);
+        let target = &current.target;
+        if let (Some(m), Some(left)) = (&current.migration, &next) {
+            bump(&self.counters.migrations_completed, 1);
+            let elapsed = self
+                .clock
+                .now()
+                .duration_since(m.started_at)
+                .unwrap_or_default();
+            let remaining = left.node_names().join(", ");
+            let gone = removed.join(", ");
+            info!(volume = volume_id, detached = %gone, remaining = %remaining, ?elapsed, "live migration ended");
+            self.post(
+                target,
+                EventKind::Normal,
+                "MigrationCompleted",
+                format!(
+                    "[{volume_id}]: KubeVirt live migration completed - source: {gone} -> target: {remaining} (duration: {}s)",
+                    elapsed.as_secs()
+                ),
+            )
+            .await;
+        }
+        for n in &removed {
+            info!(volume = volume_id, node = %n, "detached");
+            self.post(
+                target,
+                EventKind::Normal,
+                "VolumeDetached",
+                format!("[{volume_id}]: Detached from node {n}"),
+            )
+            .await;
+        }
+        Ok(if next.is_some() {
+            UnpublishOutcome::StillAttached
+        } else {
+            UnpublishOutcome::Detached
+        })
+    }
+}
+
+/// Why `held` cannot take another node for a publish asking for `sharing`, if it cannot.
+fn refusal(held: &Attachment, sharing: Sharing, now: std::time::SystemTime) -> Option<String> {
+    if sharing == Sharing::SingleNode {
+        return Some("the requested access mode allows one node at a time".into());
+    }
+    if held.sharing == Sharing::SingleNode {
+        return Some(
+            "it was attached with a single-node access mode, which allows one node at a time"
+                .into(),
+        );
+    }
+    if held.nodes.len() >= 2 {
+        let mut why = format!(
+            "it is already attached to {} nodes, the most a live migration uses; wait for the migration to finish",
+            held.nodes.len()
+        );
+        if let Some(m) = held
+            .migration
+            .as_ref()
+            .filter(|_| held.migration_overdue(now))
+        {
+            why.push_str(&format!(
+                " (that migration started at {} and has exceeded its {}s timeout; check the VirtualMachineInstanceMigration)",
+                format_rfc3339(m.started_at),
+                m.timeout.as_secs()
+            ));
+        }
+        return Some(why);
+    }
+    None
+}
+
+fn api_error(doing: &str, step: &str, e: ClusterError) -> DriverError {
+    match e {
+        // RBAC is a deployment mistake, not something a retry fixes.
+        ClusterError::Forbidden(_) => DriverError::Internal(format!("{doing}: {step}: {e}")),
+        _ => DriverError::Unavailable(format!("{doing}: {step}: {e}")),
+    }
+}
+
+/// The PVC a volume belongs to, from the keys CreateVolume copies into the volume_context.
+pub fn pvc_from_context(ctx: &HashMap<String, String>) -> Option<(String, String)> {
+    let ns = ctx.get(params::PVC_NAMESPACE).filter(|s| !s.is_empty())?;
+    let name = ctx.get(params::PVC_NAME).filter(|s| !s.is_empty())?;
+    Some((ns.clone(), name.clone()))
+}
+
+/// The migration window from the volume_context, clamped, or `default`.
+pub fn migration_timeout(ctx: &HashMap<String, String>, default: Duration) -> Duration {
+    let Some(raw) = ctx.get(params::C_MIGRATION_TIMEOUT) else {
+        return default;
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(secs) if secs > 0 => {
+            let clamped = secs.clamp(MIGRATION_TIMEOUT_RANGE.0, MIGRATION_TIMEOUT_RANGE.1);
+            if clamped != secs {
+                warn!(
+                    value = secs,
+                    used = clamped,
+                    "migrationTimeoutSeconds out of range; clamped"
+                );
+            }
+            Duration::from_secs(clamped)
+        }
+        _ => {
+            warn!(value = %raw, "migrationTimeoutSeconds is not a positive whole number; using the default");
+            default
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_timeout_is_read_clamped_or_defaulted() {
+        let d = Duration::from_secs(300);
+        let mut ctx = HashMap::new();
+        assert_eq!(migration_timeout(&ctx, d), d);
+        ctx.insert(params::C_MIGRATION_TIMEOUT.to_string(), "120".to_string());
+        assert_eq!(migration_timeout(&ctx, d), Duration::from_secs(120));
+        ctx.insert(params::C_MIGRATION_TIMEOUT.to_string(), "5".to_string());
+        assert_eq!(migration_timeout(&ctx, d), Duration::from_secs(30));
+        ctx.insert(params::C_MIGRATION_TIMEOUT.to_string(), "99999".to_string());
+        assert_eq!(migration_timeout(&ctx, d), Duration::from_secs(3600));
+        ctx.insert(params::C_MIGRATION_TIMEOUT.to_string(), "soon".to_string());
+        assert_eq!(migration_timeout(&ctx, d), d);
+    }
+
+    #[test]
+    fn pvc_identity_needs_both_keys() {
+        let mut ctx = HashMap::new();
+        ctx.insert(params::PVC_NAME.to_string(), "data".to_string());
+        assert_eq!(pvc_from_context(&ctx), None);
+        ctx.insert(params::PVC_NAMESPACE.to_string(), "apps".to_string());
+        assert_eq!(
+            pvc_from_context(&ctx),
+            Some(("apps".to_string(), "data".to_string()))
+        );
+    }
+}
