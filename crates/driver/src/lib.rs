@@ -12,6 +12,7 @@ pub mod controller;
 pub mod error;
 pub mod fencing;
 pub mod identity;
+pub mod kube;
 pub mod locks;
 pub mod metrics;
 pub mod node;

@@ -1,0 +1,179 @@
+//! `KubeCluster`: fencing's `Cluster` trait against a real API server.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::Api;
+use ::kube::api::{ListParams, ObjectList, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use super::api_errors::bounded;
+use super::events::{EventRecorder, component};
+use super::objects;
+use crate::fencing::cluster::{
+    Cluster, ClusterError, NodeState, PvInfo, VolumeAttachmentInfo, VolumeEvent,
+};
+
+/// Page size for list calls: bounds each response while keeping a few hundred PVs to one call.
+const PAGE: u32 = 500;
+
+/// The real `Cluster`. Cheap to clone; clones share the client and the event recorder.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: ::kube::Client,
+    driver_name: String,
+    timeout: Duration,
+    events: Arc<EventRecorder>,
+}
+
+impl KubeCluster {
+    /// A cluster view for `driver_name` (the CSI driver name PVs and attachments carry), posting
+    /// events as `rds-csi-controller`; see `with_events` for the node or a shared recorder.
+    pub fn new(client: ::kube::Client, driver_name: String) -> Self {
+        let events = Arc::new(EventRecorder::new(client.clone(), component::CONTROLLER));
+        KubeCluster {
+            client,
+            driver_name,
+            timeout: Duration::from_secs(10),
+            events,
+        }
+    }
+
+    /// Uses `recorder` for `post_event`, so the whole process shares one recorder.
+    pub fn with_events(mut self, recorder: Arc<EventRecorder>) -> Self {
+        self.events = recorder;
+        self
+    }
+
+    /// Deadline for each API request (a list of several pages gets it per page).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn events(&self) -> &Arc<EventRecorder> {
+        &self.events
+    }
+
+    pub fn driver_name(&self) -> &str {
+        &self.driver_name
+    }
+
+    /// Every object of a cluster-scoped kind, following `continue` tokens.
+    async fn list_all<K>(&self, what: &str) -> Result<Vec<K>, ClusterError>
+    where
+        K: ::kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        let mut items = Vec::new();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page: ObjectList<K> = bounded(what, self.timeout, api.list(&params)).await?;
+            items.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Cluster for KubeCluster {
+    async fn pv_by_handle(&self, volume_handle: &str) -> Result<Option<PvInfo>, ClusterError> {
+        // PVs have no field selector on spec.csi, so filter client-side. Listing on every call
+        // keeps fencing off any cache that could be stale.
+        let mut found: Vec<PvInfo> = self
+            .list_pvs()
+            .await?
+            .into_iter()
+            .filter(|pv| pv.volume_handle == volume_handle)
+            .collect();
+        if found.len() > 1 {
+            // Two PVs for one disk (static provisioning gone wrong): fencing works on the first
+            // by name so the choice is at least stable; an operator must fix the duplicate.
+            found.sort_by(|a, b| a.name.cmp(&b.name));
+            let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
+            warn!(volume_handle, pvs = ?names, "several PVs share one volume handle");
+        }
+        Ok(found.into_iter().next())
+    }
+
+    async fn list_pvs(&self) -> Result<Vec<PvInfo>, ClusterError> {
+        let pvs: Vec<PersistentVolume> = self.list_all("listing PersistentVolumes").await?;
+        Ok(pvs
+            .iter()
+            .filter_map(|pv| objects::pv_info(pv, &self.driver_name))
+            .collect())
+    }
+
+    async fn patch_pv_annotations(
+        &self,
+        pv_name: &str,
+        resource_version: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<PvInfo, ClusterError> {
+        // Without a resourceVersion the merge patch would apply unconditionally and could
+        // overwrite a fence written by a concurrent publish.
+        if resource_version.is_empty() {
+            return Err(ClusterError::Other(format!(
+                "refusing to patch PV {pv_name} without a resourceVersion precondition"
+            )));
+        }
+        let annotations: Map<String, Value> = changes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::String)))
+            .collect();
+        // A JSON merge patch carrying metadata.resourceVersion makes the API server compare it
+        // with the stored one and answer 409 on mismatch: optimistic concurrency in one request.
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": resource_version,
+                "annotations": annotations,
+            }
+        });
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let what = format!("patching annotations of PV {pv_name}");
+        let pv = bounded(
+            &what,
+            self.timeout,
+            api.patch(pv_name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await?;
+        objects::pv_info(&pv, &self.driver_name).ok_or_else(|| {
+            ClusterError::Other(format!(
+                "PV {pv_name} is not a CSI volume of {}",
+                self.driver_name
+            ))
+        })
+    }
+
+    async fn list_volume_attachments(&self) -> Result<Vec<VolumeAttachmentInfo>, ClusterError> {
+        let vas: Vec<VolumeAttachment> = self.list_all("listing VolumeAttachments").await?;
+        let now = Timestamp::now();
+        Ok(vas
+            .iter()
+            .filter_map(|va| objects::attachment_info(va, &self.driver_name, now))
+            .collect())
+    }
+
+    async fn node_state(&self, node: &str) -> Result<NodeState, ClusterError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let what = format!("reading Node {node}");
+        let found = bounded(&what, self.timeout, api.get_opt(node)).await?;
+        Ok(objects::node_state(found.as_ref()))
+    }
+
+    async fn post_event(&self, event: VolumeEvent) {
+        self.events.post(&event).await;
+    }
+}
