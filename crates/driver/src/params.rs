@@ -263,3 +263,38 @@ pub fn volume_context(
     }
     ctx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_exec_is_strictly_true_or_false() {
+        assert!(parse_bool(P_ALLOW_EXEC, "true").unwrap());
+        assert!(!parse_bool(P_ALLOW_EXEC, "false").unwrap());
+        for bad in ["yes", "1", "True", ""] {
+            let e = parse_bool(P_ALLOW_EXEC, bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn allow_exec_reaches_the_volume_context_only_when_set() {
+        let mut p = VolumeParams {
+            backend: "default".into(),
+            volume_dir: FilePath::new("/storage-pool/metal-csi").unwrap(),
+            nvme_address: "10.0.0.1".parse().unwrap(),
+            nvme_port: Port::parse("4420").unwrap(),
+            timeouts: Timeouts::default(),
+            migration_timeout_secs: None,
+            allow_exec: false,
+            pvc_name: None,
+            pvc_namespace: None,
+        };
+        let ctx = volume_context(&p, 4420, "nqn.2000-02.com.mikrotik:pvc-1", "/x.img");
+        assert!(!ctx.contains_key(C_ALLOW_EXEC));
+        p.allow_exec = true;
+        let ctx = volume_context(&p, 4420, "nqn.2000-02.com.mikrotik:pvc-1", "/x.img");
+        assert_eq!(ctx.get(C_ALLOW_EXEC).map(String::as_str), Some("true"));
+    }
+}

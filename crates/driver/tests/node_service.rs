@@ -934,7 +934,18 @@ async fn stats_report_usage_and_each_abnormal_condition() {
     let c = s.volume_condition.unwrap();
     assert!(c.abnormal && c.message.contains("stale"), "{}", c.message);
     assert!(s.usage.is_empty(), "no statvfs on a stale mount");
-    assert!(e.seen.any("stale"));
+    assert!(
+        !e.seen.any("stale"),
+        "stats only detect; the monitor reports and repairs"
+    );
+    // The monitor reconnects (the controller is gone) and remounts from the new device.
+    let report = e.node.monitor_pass().await;
+    assert!(
+        matches!(report.get(VOL), Some(VolumeCheck::Recovered(_))),
+        "{report:?}"
+    );
+    assert!(e.seen.any("stale") && e.seen.any("recovered"));
+    assert_eq!(e.tools.count("mkfs.ext4"), 1);
 
     let err = e.stats(VOL, &e.path("nowhere")).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

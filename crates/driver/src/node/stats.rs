@@ -128,9 +128,8 @@ impl Inner {
                 problems.push(p);
             }
             if stale {
-                self.observer
-                    .stale_detected(volume_id, &problems.join("; "));
-                // Let the monitor repair it now instead of at its next tick.
+                // The monitor reports and repairs it now instead of at its next tick; reporting
+                // here too would count every kubelet poll as a new stale mount.
                 self.kick.notify_one();
                 return Ok(pb::NodeGetVolumeStatsResponse {
                     usage: vec![],
