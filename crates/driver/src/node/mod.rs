@@ -96,6 +96,12 @@ impl NodeService {
     /// interface (or nvme-cli), real syscalls and tools. Spawns the startup cleanup and the
     /// monitor on the current tokio runtime; volume RPCs wait for the cleanup to finish.
     pub fn new(cfg: NodeConfig) -> Result<NodeService> {
+        NodeService::new_observed(cfg, Arc::new(NoopObserver))
+    }
+
+    /// [`NodeService::new`] reporting connection and stale-mount changes to `observer`
+    /// (Kubernetes events, metrics).
+    pub fn new_observed(cfg: NodeConfig, observer: Arc<dyn NodeObserver>) -> Result<NodeService> {
         let prefix = managed_prefix(&cfg)?;
         let identity = nvme::load_host_identity(&nvme::HostIdentityConfig {
             state_dir: cfg.state_dir.join("nvme"),
@@ -111,7 +117,7 @@ impl NodeService {
             initiator: Arc::new(initiator),
             sys: Arc::new(RealSys),
             runner: Arc::new(TokioRunner),
-            observer: Arc::new(NoopObserver),
+            observer,
         };
         let svc = NodeService::build(cfg, parts, false)?;
         let bg = svc.clone();
