@@ -20,7 +20,7 @@ use crate::error::{DriverError, Result};
 use crate::fencing::{AttachmentManager, PublishRequest, Sharing};
 use crate::locks::VolumeLocks;
 use crate::params;
-use crate::rpc::traced;
+use crate::rpc::{traced, traced_on_node};
 use crate::size;
 use crate::volume_id::{self, VolumeId};
 
@@ -629,8 +629,14 @@ impl pb::controller_server::Controller for ControllerService {
         request: Request<pb::ControllerPublishVolumeRequest>,
     ) -> std::result::Result<Response<pb::ControllerPublishVolumeResponse>, Status> {
         let req = request.into_inner();
-        let id = req.volume_id.clone();
-        traced("ControllerPublishVolume", &id, self.publish(req)).await
+        let (id, node) = (req.volume_id.clone(), req.node_id.clone());
+        traced_on_node(
+            "ControllerPublishVolume",
+            &id,
+            Some(&node),
+            self.publish(req),
+        )
+        .await
     }
 
     async fn controller_unpublish_volume(
@@ -638,8 +644,9 @@ impl pb::controller_server::Controller for ControllerService {
         request: Request<pb::ControllerUnpublishVolumeRequest>,
     ) -> std::result::Result<Response<pb::ControllerUnpublishVolumeResponse>, Status> {
         let req = request.into_inner();
-        let id = req.volume_id.clone();
-        traced("ControllerUnpublishVolume", &id, self.unpublish(req)).await
+        let (id, node) = (req.volume_id.clone(), req.node_id.clone());
+        let node = Some(node.as_str()).filter(|n| !n.is_empty());
+        traced_on_node("ControllerUnpublishVolume", &id, node, self.unpublish(req)).await
     }
 
     async fn validate_volume_capabilities(
