@@ -270,11 +270,13 @@ if [ $NODE = yes ]; then
         sleep "$OUTAGE"
         gone_during=$([ -z "$(ctrls_of "$NQN_A")" ] && echo "controller deleted by the kernel" || echo "controller kept: $(for c in $(ctrls_of "$NQN_A"); do state_of "$c"; done)")
         log "outage 2: during: $gone_during"
-        subsys_up "$NQN_A"; t0=$(up)
+        subsys_up "$NQN_A"; t0=$(up); after_restore=""
         how=""
-        i=0; while [ $i -lt 12 ]; do
+        # Give the kernel and the node's background monitor (10 s passes) a minute to recover.
+        while [ "$(awk -v a="$t0" -v b="$(up)" 'BEGIN{print (b-a < 60)}')" = 1 ]; do
             if io_works "$PUB_A" 10 && [ "$(cat "$PUB_A/marker.txt" 2>/dev/null)" = "$MARK" ]; then how="by itself"; break; fi
-            i=$((i+1))
+            [ -n "$after_restore" ] || after_restore=$([ -z "$(ctrls_of "$NQN_A")" ] && echo "controller deleted after restore" || echo "controller present after restore")
+            sleep 1
         done
         if [ -z "$how" ]; then
             # What kubelet does when the pod is restarted: stage and publish again.
@@ -282,9 +284,9 @@ if [ $NODE = yes ]; then
             csi pubA3 node-publish "$VOL_A" --staging-path "$STAGE_A" --target-path "$PUB_A" --fs-type ext4 $CTX_A
             io_works "$PUB_A" 20 && [ "$(cat "$PUB_A/marker.txt" 2>/dev/null)" = "$MARK" ] && how="after NodeStage+NodePublish again"
         fi
-        timing outage2.recovered "$(since "$t0")" "${how:-not recovered} ($gone_during)"
+        timing outage2.recovered "$(since "$t0")" "${how:-not recovered} ($gone_during; $after_restore)"
         if [ -n "$how" ]; then
-            pass node.outage.subsystem "recovered $how; $gone_during"
+            pass node.outage.subsystem "recovered $how; $gone_during; $after_restore"
         else
             fail node.outage.subsystem "marker='$(cat "$PUB_A/marker.txt" 2>&1)' stage: $(err stageA3) publish: $(err pubA3); $gone_during"
         fi
