@@ -12,13 +12,10 @@ use std::sync::Arc;
 
 use driver::fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeEvent};
 use driver::kube::{ClientSettings, EventRecorder, KubeCluster, client, component};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube_common::*;
 use serde_json::Value;
 
@@ -475,9 +472,6 @@ async fn an_unreachable_api_server_is_unavailable_never_not_found() {
 
 // ---- RBAC ----
 
-const CONTROLLER_SA: &str = "system:serviceaccount:kube-system:rds-csi-controller";
-const NODE_SA: &str = "system:serviceaccount:kube-system:rds-csi-node";
-
 /// The driver's whole Kubernetes surface for one identity, each step checked through the admin
 /// client. Returns the steps that failed (empty when the identity has every right it needs).
 async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
@@ -560,49 +554,6 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     failed
 }
 
-async fn allowed(env: &KubeEnv, user: &str, group: &str, resource: &str, verb: &str) -> bool {
-    let api: Api<SubjectAccessReview> = Api::all(env.admin.clone());
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(vec![
-                "system:serviceaccounts".into(),
-                "system:authenticated".into(),
-            ]),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                verb: Some(verb.into()),
-                namespace: Some("default".into()),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
-    let out = api.create(&PostParams::default(), &review).await.unwrap();
-    out.status.is_some_and(|s| s.allowed)
-}
-
-/// (group, resource, verb) for every verb a ClusterRole grants.
-fn grants(role: &Value) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for rule in role["rules"].as_array().unwrap() {
-        for g in rule["apiGroups"].as_array().unwrap() {
-            for r in rule["resources"].as_array().unwrap() {
-                for v in rule["verbs"].as_array().unwrap() {
-                    out.push((
-                        g.as_str().unwrap().into(),
-                        r.as_str().unwrap().into(),
-                        v.as_str().unwrap().into(),
-                    ));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// `role` with exactly one (group, resource, verb) taken away.
 fn without(role: &Value, gone: &(String, String, String)) -> Value {
     let mut rules = Vec::new();
@@ -621,10 +572,7 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
     let Some(env) = env("rbac_manifests_grant_the_driver_exactly_what_it_uses").await else {
         return;
     };
-    let manifests = rbac_manifests();
-    for m in &manifests {
-        apply(&env.admin, m).await;
-    }
+    let manifests = apply_rbac(&env).await;
     let roles: Vec<&Value> = manifests
         .iter()
         .filter(|m| m["kind"] == "ClusterRole" || m["kind"] == "Role")
@@ -634,29 +582,6 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
         2,
         "one role for the controller, one for the node"
     );
-    let user_of = |role: &Value| {
-        let name = role["metadata"]["name"].as_str().unwrap().to_string();
-        let as_controller = name.contains("controller");
-        (
-            name,
-            as_controller,
-            if as_controller {
-                CONTROLLER_SA
-            } else {
-                NODE_SA
-            },
-        )
-    };
-    // RBAC reaches the authorizer through a cache: wait until every grant is in effect.
-    for role in &roles {
-        let (_, _, user) = user_of(role);
-        for (g, r, v) in grants(role) {
-            wait_until(&format!("{user} to get {v} {r}"), || async {
-                allowed(&env, user, &g, &r, &v).await
-            })
-            .await;
-        }
-    }
 
     // Enough: every driver operation works as each ServiceAccount.
     assert_eq!(

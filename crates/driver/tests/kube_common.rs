@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use driver::kube::{ClientSettings, client};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{
     CSIPersistentVolumeSource, Event, Namespace, Node, NodeSpec, ObjectReference, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, ServiceAccount, Taint,
@@ -340,4 +343,89 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("gave up waiting for {what}");
+}
+
+pub const CONTROLLER_SA: &str = "system:serviceaccount:kube-system:rds-csi-controller";
+pub const NODE_SA: &str = "system:serviceaccount:kube-system:rds-csi-node";
+
+/// Whether the API server's authorizer lets `user` do `verb` on `resource`, asked through a
+/// SubjectAccessReview (the same authorizer real requests meet).
+pub async fn allowed(env: &KubeEnv, user: &str, group: &str, resource: &str, verb: &str) -> bool {
+    let api: Api<SubjectAccessReview> = Api::all(env.admin.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.into()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                verb: Some(verb.into()),
+                namespace: Some("default".into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let out = api.create(&PostParams::default(), &review).await.unwrap();
+    out.status.is_some_and(|s| s.allowed)
+}
+
+/// (group, resource, verb) for every verb a (Cluster)Role manifest grants.
+pub fn grants(role: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    out.push((
+                        g.as_str().unwrap().into(),
+                        r.as_str().unwrap().into(),
+                        v.as_str().unwrap().into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The ServiceAccount a role manifest is for, by its name.
+pub fn user_of(role: &Value) -> (String, bool, &'static str) {
+    let name = role["metadata"]["name"].as_str().unwrap().to_string();
+    let as_controller = name.contains("controller");
+    (
+        name,
+        as_controller,
+        if as_controller {
+            CONTROLLER_SA
+        } else {
+            NODE_SA
+        },
+    )
+}
+
+/// Applies the shipped RBAC and waits until every grant is in effect (RBAC reaches the
+/// authorizer through a cache). Returns the manifests and the role manifests among them.
+pub async fn apply_rbac(env: &KubeEnv) -> Vec<Value> {
+    let manifests = rbac_manifests();
+    for m in &manifests {
+        apply(&env.admin, m).await;
+    }
+    for role in manifests
+        .iter()
+        .filter(|m| m["kind"] == "ClusterRole" || m["kind"] == "Role")
+    {
+        let (_, _, user) = user_of(role);
+        for (g, r, v) in grants(role) {
+            wait_until(&format!("{user} to get {v} {r}"), || async {
+                allowed(env, user, &g, &r, &v).await
+            })
+            .await;
+        }
+    }
+    manifests
 }

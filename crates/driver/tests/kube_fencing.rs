@@ -1,0 +1,370 @@
+//! Fencing end to end against a real kube-apiserver (scripts/test-kube starts one): the
+//! `AttachmentManager` on `KubeCluster`, acting as the controller ServiceAccount under the
+//! shipped RBAC, with PVs, PVCs, Nodes and VolumeAttachments created as Kubernetes would.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "kube_common.rs"]
+mod kube_common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use driver::fencing::annotations;
+use driver::fencing::cluster::Cluster;
+use driver::fencing::{
+    AttachmentManager, FencingConfig, PublishOutcome, PublishRequest, Sharing, UnpublishOutcome,
+};
+use driver::kube::KubeCluster;
+use driver::params;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::Api;
+use kube_common::*;
+use tokio::sync::RwLock;
+use tonic::Code;
+
+/// The outage test stops the API server, which every other test here needs: it takes this
+/// exclusively, the others share it.
+static API_SERVER: RwLock<()> = RwLock::const_new(());
+
+struct Fixture {
+    env: KubeEnv,
+    driver: String,
+    ns: String,
+    cluster: Arc<KubeCluster>,
+}
+
+/// RBAC applied, a driver name and namespace of the test's own, and a `Cluster` acting as the
+/// controller ServiceAccount (so the shipped RBAC is what these tests run under).
+async fn fixture(test: &str) -> Option<Fixture> {
+    let env = env(test).await?;
+    apply_rbac(&env).await;
+    let driver = test_driver();
+    let ns = create_namespace(&env.admin).await;
+    let cluster = Arc::new(KubeCluster::new(env.controller.clone(), driver.clone()));
+    Some(Fixture {
+        env,
+        driver,
+        ns,
+        cluster,
+    })
+}
+
+struct Volume {
+    id: String,
+    pv: String,
+    pvc: String,
+}
+
+impl Fixture {
+    async fn volume(&self) -> Volume {
+        let id = format!("default:{}", unique("pvc"));
+        let (pv, pvc, _) = create_bound_volume(&self.env.admin, &self.ns, &self.driver, &id).await;
+        Volume { id, pv, pvc }
+    }
+
+    /// A controller as it starts: manager rebuilt from Kubernetes before serving.
+    async fn controller(&self) -> AttachmentManager {
+        let m = AttachmentManager::new(self.cluster.clone(), FencingConfig::default());
+        m.rebuild().await.unwrap();
+        m
+    }
+
+    fn publish(&self, v: &Volume, node: &str) -> PublishRequest {
+        PublishRequest {
+            volume_id: v.id.clone(),
+            node: node.to_string(),
+            sharing: Sharing::SingleNode,
+            volume_context: HashMap::from([
+                (params::PVC_NAMESPACE.to_string(), self.ns.clone()),
+                (params::PVC_NAME.to_string(), v.pvc.clone()),
+            ]),
+        }
+    }
+
+    /// The nodes the PV's annotations record, read back through the API as admin.
+    async fn recorded_nodes(&self, v: &Volume) -> Vec<String> {
+        let api: Api<PersistentVolume> = Api::all(self.env.admin.clone());
+        let pv = api.get(&v.pv).await.unwrap();
+        let ann = pv.metadata.annotations.unwrap_or_default();
+        annotations::read(&ann)
+            .nodes
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// (reason, message) of the events on the volume's PVC, in its namespace.
+    async fn events(&self, v: &Volume) -> Vec<(String, String)> {
+        events_about(&self.env.admin, &self.ns, &v.pvc)
+            .await
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.metadata.namespace.as_deref(), Some(self.ns.as_str()));
+                (e.reason.unwrap_or_default(), e.message.unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+// Two worker threads, so the two publishes really run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_racing_for_one_rwo_volume_exactly_one_wins_every_round() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) =
+        fixture("two_nodes_racing_for_one_rwo_volume_exactly_one_wins_every_round").await
+    else {
+        return;
+    };
+    let (a, b) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &a, &[]).await;
+    create_node(&fx.env.admin, &b, &[]).await;
+    let v = fx.volume().await;
+    let manager = Arc::new(fx.controller().await);
+
+    let mut wins = HashMap::new();
+    for round in 0..100 {
+        let race = |node: String| {
+            let (m, req) = (manager.clone(), fx.publish(&v, &node));
+            tokio::spawn(async move { (node, m.publish(&req).await) })
+        };
+        let (ra, rb) = (race(a.clone()), race(b.clone()));
+        let mut winners = Vec::new();
+        for r in [ra.await.unwrap(), rb.await.unwrap()] {
+            match r {
+                (node, Ok(PublishOutcome::Attached)) => winners.push(node),
+                (_, Err(e)) => assert_eq!(e.code(), Code::FailedPrecondition, "round {round}: {e}"),
+                (node, Ok(other)) => panic!("round {round}: {node} got {other:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let winner = winners.remove(0);
+        assert_eq!(
+            fx.recorded_nodes(&v).await,
+            std::slice::from_ref(&winner),
+            "round {round}"
+        );
+        assert_eq!(manager.attached_nodes(&v.id), std::slice::from_ref(&winner));
+        *wins.entry(winner.clone()).or_insert(0) += 1;
+
+        assert_eq!(
+            manager.unpublish(&v.id, Some(&winner)).await.unwrap(),
+            UnpublishOutcome::Detached
+        );
+        assert!(fx.recorded_nodes(&v).await.is_empty(), "round {round}");
+    }
+    eprintln!("wins per node over 100 rounds: {wins:?}");
+
+    // The losers were told, on the PVC.
+    let events = fx.events(&v).await;
+    let conflict = events
+        .iter()
+        .find(|(reason, _)| reason == "AttachmentConflict")
+        .unwrap();
+    assert!(
+        conflict
+            .1
+            .starts_with(&format!("[{}]: Attachment to node ", v.id)),
+        "{}",
+        conflict.1
+    );
+    assert!(events.iter().any(|(r, _)| r == "VolumeAttached"));
+    assert!(events.iter().any(|(r, _)| r == "VolumeDetached"));
+}
+
+#[tokio::test]
+async fn a_restarted_controller_keeps_refusing_conflicts() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("a_restarted_controller_keeps_refusing_conflicts").await else {
+        return;
+    };
+    let (a, b) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &a, &[]).await;
+    create_node(&fx.env.admin, &b, &[]).await;
+    // `recorded`: the attacher marked the VolumeAttachment attached. `unrecorded`: the
+    // controller stopped after publish succeeded but before the attacher recorded it.
+    let (recorded, unrecorded) = (fx.volume().await, fx.volume().await);
+    {
+        let first = fx.controller().await;
+        for v in [&recorded, &unrecorded] {
+            // The attacher creates the VolumeAttachment, then calls ControllerPublish.
+            create_va(&fx.env.admin, &unique("csi"), &fx.driver, &a, &v.pv, &[]).await;
+            assert_eq!(
+                first.publish(&fx.publish(v, &a)).await.unwrap(),
+                PublishOutcome::Attached
+            );
+        }
+        // Only the first is marked attached.
+        let vas = fx.cluster.list_volume_attachments().await.unwrap();
+        let va = vas
+            .iter()
+            .find(|x| x.pv_name.as_deref() == Some(recorded.pv.as_str()))
+            .unwrap();
+        set_va_attached(&fx.env.admin, &va.name, true).await;
+    } // the controller is gone; its memory with it
+
+    let second = fx.controller().await;
+    for v in [&recorded, &unrecorded] {
+        assert_eq!(
+            second.attached_nodes(&v.id),
+            std::slice::from_ref(&a),
+            "{}",
+            v.id
+        );
+        let refused = second.publish(&fx.publish(v, &b)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+        assert_eq!(fx.recorded_nodes(v).await, std::slice::from_ref(&a));
+    }
+
+    // Unpublish on the restarted controller releases the volume, and only then B gets it.
+    assert_eq!(
+        second.unpublish(&recorded.id, Some(&a)).await.unwrap(),
+        UnpublishOutcome::Detached
+    );
+    assert_eq!(
+        second.publish(&fx.publish(&recorded, &b)).await.unwrap(),
+        PublishOutcome::Attached
+    );
+    assert_eq!(fx.recorded_nodes(&recorded).await, std::slice::from_ref(&b));
+    // A late unpublish for A must not drop B's fence.
+    assert_eq!(
+        second.unpublish(&recorded.id, Some(&a)).await.unwrap(),
+        UnpublishOutcome::NotAttached
+    );
+    assert_eq!(fx.recorded_nodes(&recorded).await, [b]);
+}
+
+#[tokio::test]
+async fn a_deleted_node_releases_its_fences() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("a_deleted_node_releases_its_fences").await else {
+        return;
+    };
+    let (a, b, c) = (unique("node"), unique("node"), unique("node"));
+    for n in [&a, &b, &c] {
+        create_node(&fx.env.admin, n, &[]).await;
+    }
+    let (on_publish, on_reconcile) = (fx.volume().await, fx.volume().await);
+    let manager = fx.controller().await;
+    manager.publish(&fx.publish(&on_publish, &a)).await.unwrap();
+    manager
+        .publish(&fx.publish(&on_reconcile, &c))
+        .await
+        .unwrap();
+    let refused = manager
+        .publish(&fx.publish(&on_publish, &b))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+
+    // A publish elsewhere finds the holder's Node gone and takes over.
+    delete_node(&fx.env.admin, &a).await;
+    assert_eq!(
+        manager.publish(&fx.publish(&on_publish, &b)).await.unwrap(),
+        PublishOutcome::Attached
+    );
+    assert_eq!(
+        fx.recorded_nodes(&on_publish).await,
+        std::slice::from_ref(&b)
+    );
+    let events = fx.events(&on_publish).await;
+    assert!(
+        events.contains(&(
+            "StaleAttachmentCleared".to_string(),
+            format!(
+                "[{}]: Cleared stale attachment from deleted node {a}",
+                on_publish.id
+            )
+        )),
+        "{events:?}"
+    );
+
+    // The reconciler clears a deleted node's fence with no publish needed.
+    delete_node(&fx.env.admin, &c).await;
+    let report = manager.reconcile_once().await;
+    assert_eq!(report.cleared, [(on_reconcile.id.clone(), c.clone())]);
+    assert!(manager.attached_nodes(&on_reconcile.id).is_empty());
+    assert!(fx.recorded_nodes(&on_reconcile).await.is_empty());
+    // B still holds its volume: its node exists.
+    assert_eq!(manager.attached_nodes(&on_publish.id), [b]);
+}
+
+#[tokio::test]
+async fn an_out_of_service_node_is_released_by_the_reconciler() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("an_out_of_service_node_is_released_by_the_reconciler").await else {
+        return;
+    };
+    let (down, up) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &down, &[(OUT_OF_SERVICE, "NoExecute")]).await;
+    create_node(&fx.env.admin, &up, &[]).await;
+    let (v1, v2) = (fx.volume().await, fx.volume().await);
+    let manager = fx.controller().await;
+    manager.publish(&fx.publish(&v1, &down)).await.unwrap();
+    manager.publish(&fx.publish(&v2, &up)).await.unwrap();
+    let report = manager.reconcile_once().await;
+    assert_eq!(report.cleared, [(v1.id.clone(), down)]);
+    assert!(fx.recorded_nodes(&v1).await.is_empty());
+    assert_eq!(fx.recorded_nodes(&v2).await, [up]);
+}
+
+#[tokio::test]
+async fn publish_fails_closed_while_the_api_server_is_down_and_recovers_after() {
+    let _exclusive = API_SERVER.write().await;
+    let Some(fx) =
+        fixture("publish_fails_closed_while_the_api_server_is_down_and_recovers_after").await
+    else {
+        return;
+    };
+    let (a, b) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &a, &[]).await;
+    create_node(&fx.env.admin, &b, &[]).await;
+    let (held, fresh) = (fx.volume().await, fx.volume().await);
+    let manager = Arc::new(fx.controller().await);
+    manager.publish(&fx.publish(&held, &a)).await.unwrap();
+
+    apiserver(&fx.env.scripts, &fx.env.state, "stop");
+    let (m, cluster) = (manager.clone(), fx.cluster.clone());
+    let (steal, first_use) = (fx.publish(&held, &b), fx.publish(&fresh, &b));
+    let fresh_id = fresh.id.clone();
+    // In a task so that a failed assertion still lets the server be restarted below.
+    let outage = tokio::spawn(async move {
+        // The holder cannot be verified: refuse, never guess it is gone.
+        let e = m.publish(&steal).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e}");
+        // A free volume cannot be recorded on its PV: refuse rather than fence in memory only.
+        let e = m.publish(&first_use).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e}");
+        assert!(m.attached_nodes(&fresh_id).is_empty());
+        // A restarting controller cannot rebuild, so it must not serve.
+        let restarted = AttachmentManager::new(cluster, FencingConfig::default());
+        let e = restarted.rebuild().await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e}");
+        assert!(!restarted.is_ready());
+        let e = restarted.publish(&first_use).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e}");
+    })
+    .await;
+    apiserver(&fx.env.scripts, &fx.env.state, "start");
+    outage.unwrap();
+
+    // Back: the fence still holds, and a free volume attaches.
+    let e = manager.publish(&fx.publish(&held, &b)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e}");
+    assert_eq!(
+        manager.publish(&fx.publish(&fresh, &b)).await.unwrap(),
+        PublishOutcome::Attached
+    );
+    assert_eq!(fx.recorded_nodes(&fresh).await, [b]);
+    assert_eq!(fx.recorded_nodes(&held).await, [a]);
+}
+
+fn apiserver(scripts: &Path, state: &Path, action: &str) {
+    let status = std::process::Command::new(scripts.join("apiserver.sh"))
+        .arg(state)
+        .arg(action)
+        .status()
+        .unwrap();
+    assert!(status.success(), "apiserver.sh {action}: {status}");
+}
