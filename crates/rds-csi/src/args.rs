@@ -21,6 +21,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at startup and never moved around: boxing the big variants would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve CSI Identity + Controller: create, delete, expand and list volumes on the RDS over SSH.
@@ -72,6 +74,14 @@ pub struct ServeArgs {
     /// How long in-flight RPCs may take to finish after SIGTERM/SIGINT before the process exits.
     #[arg(long, env = "RDS_CSI_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz (`host:port` or
+    /// `:port`); empty disables it. The node plugin runs with hostNetwork, so this is a host port.
+    #[arg(long, env = "RDS_CSI_METRICS_ADDRESS", default_value = "0.0.0.0:9809")]
+    pub metrics_address: String,
+    /// Append the audit trail (JSON lines, one per mutating operation or security event) to this
+    /// file instead of writing it to stderr.
+    #[arg(long, env = "RDS_CSI_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,6 +1,9 @@
 //! Log setup: text for people, JSON lines for log pipelines; stderr either way.
 
+use driver::audit::SecurityEventLayer;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::args::{LogArgs, LogFormat};
 
@@ -16,7 +19,13 @@ pub fn init(args: &LogArgs) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        // Security events (SSH host-key mismatch) also go to the audit trail.
+        LogFormat::Text => builder.finish().with(SecurityEventLayer).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(SecurityEventLayer)
+            .init(),
     }
 }

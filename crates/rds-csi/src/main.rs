@@ -4,6 +4,7 @@
 mod args;
 mod csi_cmd;
 mod demo;
+mod http;
 mod logging;
 mod run;
 mod shutdown;

@@ -5,17 +5,21 @@ use std::sync::Arc;
 
 use driver::config::{BackendSettings, build_backend, read_backends_file};
 use driver::fencing::{AttachmentManager, Cluster, FencingConfig, MemoryCluster};
+use driver::metrics::Metrics;
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tracing::{error, info, warn};
 
 use crate::args::{AllArgs, ControllerArgs, NodeArgs, NodeOnlyArgs, RdsArgs, ServeArgs};
+use crate::http::{self, Endpoints, ReadyCheck};
 use crate::shutdown;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub async fn controller(a: ControllerArgs) -> Result<(), String> {
-    let backends = backends_from(&a.rds)?;
+    let metrics = observability(&a.serve)?;
+    let backends = backends_from(&a.rds, &metrics)?;
+    let ready = http::backends_ready(backends.clone(), a.rds.probe_timeout);
     check_reachable(&backends).await;
     let identity = IdentityService::new(
         a.serve.driver_name.clone(),
@@ -30,12 +34,13 @@ pub async fn controller(a: ControllerArgs) -> Result<(), String> {
         node: None,
     };
     let reconciler = fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services).await;
+    let result = serve_until_signal(&a.serve, services, metrics, Some(ready)).await;
     reconciler.abort();
     result
 }
 
 pub async fn node(a: NodeArgs) -> Result<(), String> {
+    let metrics = observability(&a.serve)?;
     let identity = IdentityService::new(
         a.serve.driver_name.clone(),
         VERSION.into(),
@@ -47,11 +52,13 @@ pub async fn node(a: NodeArgs) -> Result<(), String> {
         controller: None,
         node: Some(node_service(&a.node)?),
     };
-    serve_until_signal(&a.serve, services).await
+    serve_until_signal(&a.serve, services, metrics, None).await
 }
 
 pub async fn all(a: AllArgs) -> Result<(), String> {
-    let backends = backends_from(&a.rds)?;
+    let metrics = observability(&a.serve)?;
+    let backends = backends_from(&a.rds, &metrics)?;
+    let ready = http::backends_ready(backends.clone(), a.rds.probe_timeout);
     check_reachable(&backends).await;
     let identity = IdentityService::new(
         a.serve.driver_name.clone(),
@@ -66,7 +73,7 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
         node: Some(node_service(&a.node)?),
     };
     let reconciler = fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services).await;
+    let result = serve_until_signal(&a.serve, services, metrics, Some(ready)).await;
     reconciler.abort();
     result
 }
@@ -132,12 +139,50 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
     csi::uds::parse_endpoint(endpoint).map_err(|e| e.to_string())
 }
 
-async fn serve_until_signal(s: &ServeArgs, services: Services) -> Result<(), String> {
+/// The audit sink and the metrics registry, set up before anything can be audited or measured.
+fn observability(s: &ServeArgs) -> Result<Arc<Metrics>, String> {
+    let sink = match &s.audit_log {
+        Some(path) => driver::audit::file_sink(path).map_err(|e| e.to_string())?,
+        None => driver::audit::stderr_sink(),
+    };
+    driver::audit::set_sink(sink);
+    let metrics = Metrics::new();
+    driver::rpc::set_observer(metrics.rpc_observer());
+    Ok(metrics)
+}
+
+/// Serves CSI until SIGTERM/SIGINT, with the HTTP endpoint alongside: it stays up while RPCs
+/// drain (liveness must not fail during a graceful stop) and stops after them.
+async fn serve_until_signal(
+    s: &ServeArgs,
+    services: Services,
+    metrics: Arc<Metrics>,
+    ready: Option<ReadyCheck>,
+) -> Result<(), String> {
     let socket = socket_path(&s.endpoint)?;
     info!(version = VERSION, driver = %s.driver_name, "rds-csi starting");
-    serve(&socket, services, shutdown::signal(s.shutdown_timeout))
+    let mut checks = vec![http::socket_ready(socket.clone())];
+    checks.extend(ready);
+    let endpoints = Endpoints {
+        metrics,
+        ready: http::all_ready(checks),
+    };
+    let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
+    // A taken port must not take storage down with it; the liveness probe reports it instead.
+    let http_server = http::start(&s.metrics_address, endpoints, stop_rx)
         .await
-        .map_err(|e| e.to_string())?;
+        .unwrap_or_else(|e| {
+            error!(error = %e, "no /metrics, /healthz or /readyz; serving CSI without them");
+            None
+        });
+    let result = serve(&socket, services, shutdown::signal(s.shutdown_timeout))
+        .await
+        .map_err(|e| e.to_string());
+    let _ = stop_http.send(true);
+    if let Some(h) = http_server {
+        h.join().await;
+    }
+    result?;
     info!("rds-csi stopped");
     Ok(())
 }
@@ -184,13 +229,16 @@ pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, String> {
     Ok(all)
 }
 
-pub fn backends_from(r: &RdsArgs) -> Result<Arc<Backends>, String> {
+pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, String> {
     let settings = settings_from(r)?;
     let mut built = Vec::new();
     for s in &settings {
-        built.push(build_backend(s, None).map_err(|e| e.to_string())?);
+        let observer = metrics.command_observer(&s.name);
+        built.push(build_backend(s, Some(observer)).map_err(|e| e.to_string())?);
     }
-    Backends::new(&r.backend_name, built).map(Arc::new)
+    let backends = Backends::new(&r.backend_name, built).map(Arc::new)?;
+    metrics.watch_backends(backends.clone());
+    Ok(backends)
 }
 
 /// Connects to every backend once at start. A failure is logged, not fatal: Probe reports the

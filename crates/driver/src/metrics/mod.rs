@@ -10,9 +10,11 @@ mod routeros;
 mod rpc;
 mod ssh;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 pub use routeros::RouterOsMetrics;
@@ -35,20 +37,22 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     rpc: Arc<RpcMetrics>,
     routeros: Arc<RouterOsMetrics>,
+    /// RouterOS families exist only in processes that talk to an RDS.
+    routeros_registered: Once,
 }
 
 impl Metrics {
-    /// A registry with the RPC and RouterOS families already registered.
+    /// A registry with the RPC families registered; the RouterOS ones follow with the first
+    /// [`Metrics::command_observer`].
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix(PREFIX);
         let rpc = Arc::new(RpcMetrics::new());
         rpc.register(&mut registry);
-        let routeros = Arc::new(RouterOsMetrics::new());
-        routeros.register(&mut registry);
         Arc::new(Metrics {
             registry: Mutex::new(registry),
             rpc,
-            routeros,
+            routeros: Arc::new(RouterOsMetrics::new()),
+            routeros_registered: Once::new(),
         })
     }
 
@@ -59,7 +63,9 @@ impl Metrics {
     }
 
     /// Adds a metric the caller keeps a handle to (counters it increments itself). `name` is
-    /// without the `rds_csi_` prefix, and for counters without `_total` (added on encoding).
+    /// without the `rds_csi_` prefix, and for counters without `_total` (added on encoding);
+    /// `help` without a final period (one is added on encoding). Wrap a `Family` in
+    /// [`AlwaysListed`] so it shows before its first sample.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
         self.registry().register(name, help, metric);
     }
@@ -82,6 +88,8 @@ impl Metrics {
 
     /// Feeds `rds_csi_routeros_*` for one backend; pass to `config::build_backend`.
     pub fn command_observer(&self, backend: &str) -> Arc<dyn rds::CommandObserver> {
+        self.routeros_registered
+            .call_once(|| self.routeros.register(&mut self.registry()));
         self.routeros.for_backend(backend)
     }
 
@@ -98,6 +106,24 @@ impl Metrics {
     }
 }
 
+/// Keeps a metric family in every scrape, with its HELP and TYPE, even before its first
+/// sample (prometheus-client leaves empty families out). A scrape then lists the same names
+/// from the start, which dashboards, alerts on absence and the docs check rely on.
+#[derive(Debug, Clone)]
+pub struct AlwaysListed<M>(pub M);
+
+impl<M: EncodeMetric> EncodeMetric for AlwaysListed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -110,10 +136,34 @@ mod tests {
     fn registered_metrics_carry_the_prefix_and_end_with_eof() {
         let m = Metrics::new();
         let c = Counter::<u64>::default();
-        m.register("widgets", "Widgets made.", c.clone());
+        m.register("widgets", "Widgets made", c.clone());
         c.inc_by(3);
         let text = m.encode().unwrap();
         assert!(text.contains("rds_csi_widgets_total 3"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn families_are_listed_before_their_first_sample_and_routeros_only_with_a_backend() {
+        let m = Metrics::new();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("# TYPE rds_csi_rpc_requests counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE rds_csi_rpc_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(!text.contains("routeros"), "{text}");
+        m.command_observer("a");
+        m.command_observer("b");
+        let text = m.encode().unwrap();
+        assert_eq!(
+            text.matches("# TYPE rds_csi_routeros_commands counter")
+                .count(),
+            1,
+            "{text}"
+        );
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use rds::{CommandEvent, CommandObserver};
 
-use super::LATENCY_BUCKETS;
+use super::{AlwaysListed, LATENCY_BUCKETS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
@@ -46,14 +46,14 @@ impl RouterOsMetrics {
     pub(super) fn register(&self, registry: &mut Registry) {
         registry.register(
             "routeros_commands",
-            "RouterOS commands sent over SSH, by backend, verb and outcome (ok, failure, transport, timeout).",
-            self.commands.clone(),
+            "RouterOS commands sent over SSH, by backend, verb and outcome (ok, failure, transport, timeout)",
+            AlwaysListed(self.commands.clone()),
         );
         registry.register_with_unit(
             "routeros_command_duration",
-            "Time one RouterOS command took, including waiting for an SSH session, by backend and verb.",
+            "Time one RouterOS command took, including waiting for an SSH session, by backend and verb",
             Unit::Seconds,
-            self.duration.clone(),
+            AlwaysListed(self.duration.clone()),
         );
     }
 

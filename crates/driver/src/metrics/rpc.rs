@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::LATENCY_BUCKETS;
+use super::{AlwaysListed, LATENCY_BUCKETS};
 use crate::rpc::RpcObserver;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,14 +44,14 @@ impl RpcMetrics {
     pub(super) fn register(&self, registry: &mut Registry) {
         registry.register(
             "rpc_requests",
-            "CSI calls finished, by method and gRPC status code.",
-            self.requests.clone(),
+            "CSI calls finished, by method and gRPC status code",
+            AlwaysListed(self.requests.clone()),
         );
         registry.register_with_unit(
             "rpc_duration",
-            "Time from receiving a CSI call to answering it, by method.",
+            "Time from receiving a CSI call to answering it, by method",
             Unit::Seconds,
-            self.duration.clone(),
+            AlwaysListed(self.duration.clone()),
         );
     }
 }

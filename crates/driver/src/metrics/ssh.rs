@@ -61,21 +61,21 @@ impl Collector for SshCollector {
         encode_per_backend(
             &mut encoder,
             "rds_ssh_connected",
-            "1 while the SSH connection to the backend is open and not known broken, else 0.",
+            "1 while the SSH connection to the backend is open and not known broken, else 0",
             &stats,
             |s| ConstGauge::new(i64::from(s.connected)),
         )?;
         encode_per_backend(
             &mut encoder,
             "rds_ssh_reconnects",
-            "SSH connections made to the backend after the first one (each replaced a failed one).",
+            "SSH connections made to the backend after the first one (each replaced a failed one)",
             &stats,
             |s| ConstCounter::new(s.reconnects()),
         )?;
         encode_per_backend(
             &mut encoder,
             "rds_ssh_connect_failures",
-            "Attempts to connect to the backend that failed (TCP, handshake, host key, authentication, timeout).",
+            "Attempts to connect to the backend that failed (TCP, handshake, host key, authentication, timeout)",
             &stats,
             |s| ConstCounter::new(s.connect_failures),
         )

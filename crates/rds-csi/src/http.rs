@@ -1,0 +1,371 @@
+//! The process's HTTP side: `/metrics` for Prometheus, `/healthz` and `/readyz` for kubelet.
+//!
+//! Plain HTTP/1.1 on hyper, because three fixed paths do not need a framework. Every connection
+//! has a header-read deadline (a client that never finishes its request cannot pin a task), and
+//! shutdown waits a bounded time for in-flight requests, as the gRPC side does.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driver::Backends;
+use driver::metrics::{CONTENT_TYPE, Metrics};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// A client must send its request headers within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A readiness check that takes longer than this is itself the answer: not ready.
+const READY_LIMIT: Duration = Duration::from_secs(10);
+/// How long open connections may finish their request after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After a failed accept (out of file descriptors), wait before the next instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A backend that answered a ping this recently counts as reachable without another ping, so
+/// frequent probes cost the RDS nothing.
+const READY_FRESH: Duration = Duration::from_secs(10);
+
+pub type ReadyFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Answers `/readyz`: `Err` says why the process is not ready.
+pub type ReadyCheck = Arc<dyn Fn() -> ReadyFuture + Send + Sync>;
+
+/// What the endpoints serve.
+pub struct Endpoints {
+    pub metrics: Arc<Metrics>,
+    pub ready: ReadyCheck,
+}
+
+/// A running HTTP endpoint.
+pub struct HttpServer {
+    pub local_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Waits for the server to finish after its shutdown signal.
+    pub async fn join(self) {
+        match self.task.await {
+            Ok(()) => info!(address = %self.local_addr, "HTTP endpoint stopped"),
+            Err(e) => error!(address = %self.local_addr, error = %e, "HTTP endpoint task failed"),
+        }
+    }
+}
+
+/// `:9809` means every address, as in the earlier driver's flag.
+fn normalize(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_string(),
+    }
+}
+
+/// Binds `addr` and serves until `shutdown` turns true. An empty `addr` disables the endpoint
+/// (`Ok(None)`).
+pub async fn start(
+    addr: &str,
+    endpoints: Endpoints,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Option<HttpServer>, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        info!("metrics and health endpoint disabled (empty --metrics-address)");
+        return Ok(None);
+    }
+    let bind = normalize(addr);
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|e| format!("cannot listen for /metrics on {bind}: {e}"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the /metrics listener address: {e}"))?;
+    info!(address = %local_addr, "serving /metrics, /healthz and /readyz");
+    let endpoints = Arc::new(endpoints);
+    let task = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let eps = Arc::clone(&endpoints);
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .serve_connection(
+                                TokioIo::new(stream),
+                                service_fn(move |req| handle(Arc::clone(&eps), req)),
+                            );
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                debug!(%peer, error = %e, "HTTP connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "accepting an HTTP connection failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                // The guard `wait_for` returns is not Send; drop it inside.
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(grace = ?SHUTDOWN_GRACE, "HTTP connections still open after the shutdown grace period; closing them");
+        }
+    });
+    Ok(Some(HttpServer { local_addr, task }))
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
+    let mut body = body.into();
+    body.push('\n');
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+async fn handle(
+    eps: Arc<Endpoints>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path();
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
+    if !known {
+        return Ok(text(StatusCode::NOT_FOUND, "not found"));
+    }
+    if req.method() != Method::GET {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET"));
+    }
+    let resp = match path {
+        "/metrics" => match eps.metrics.encode() {
+            Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
+            Err(e) => {
+                error!(error = %e, "encoding metrics failed");
+                text(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed")
+            }
+        },
+        "/healthz" => text(StatusCode::OK, "ok"),
+        _ => match tokio::time::timeout(READY_LIMIT, (eps.ready)()).await {
+            Ok(Ok(())) => text(StatusCode::OK, "ready"),
+            Ok(Err(why)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: the readiness check did not finish within {READY_LIMIT:?}"),
+            ),
+        },
+    };
+    Ok(resp)
+}
+
+/// Controller readiness: every backend answered a ping within `limit`, now or in the last few
+/// seconds. Concurrent probes share one round of pings.
+pub fn backends_ready(backends: Arc<Backends>, limit: Duration) -> ReadyCheck {
+    let last_ok: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    Arc::new(move || {
+        let backends = Arc::clone(&backends);
+        let last_ok = Arc::clone(&last_ok);
+        Box::pin(async move {
+            let mut last = last_ok.lock().await;
+            if last.is_some_and(|t| t.elapsed() < READY_FRESH) {
+                return Ok(());
+            }
+            let mut pings = tokio::task::JoinSet::new();
+            for b in backends.all() {
+                let b = Arc::clone(b);
+                pings.spawn(async move {
+                    match tokio::time::timeout(limit, b.client.ping()).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(format!("backend {}: {e}", b.name)),
+                        Err(_) => Some(format!("backend {}: no answer within {limit:?}", b.name)),
+                    }
+                });
+            }
+            let mut bad = Vec::new();
+            while let Some(r) = pings.join_next().await {
+                match r {
+                    Ok(None) => {}
+                    Ok(Some(why)) => bad.push(why),
+                    Err(e) => bad.push(format!("ping task failed: {e}")),
+                }
+            }
+            if bad.is_empty() {
+                *last = Some(Instant::now());
+                Ok(())
+            } else {
+                *last = None;
+                bad.sort();
+                Err(bad.join("; "))
+            }
+        })
+    })
+}
+
+/// Node readiness until the node service reports its own: the CSI socket exists, so kubelet
+/// can reach the plugin.
+pub fn socket_ready(socket: PathBuf) -> ReadyCheck {
+    Arc::new(move || {
+        let socket = socket.clone();
+        Box::pin(async move {
+            if socket.exists() {
+                Ok(())
+            } else {
+                Err(format!("CSI socket {} is not there yet", socket.display()))
+            }
+        })
+    })
+}
+
+/// Ready when every check is; the first failure is the answer.
+pub fn all_ready(checks: Vec<ReadyCheck>) -> ReadyCheck {
+    Arc::new(move || {
+        let checks = checks.clone();
+        Box::pin(async move {
+            for check in checks {
+                check().await?;
+            }
+            Ok(())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request on a fresh connection; returns the status code and the body.
+    async fn get(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    }
+
+    fn toggled(flag: Arc<AtomicBool>) -> ReadyCheck {
+        Arc::new(move || {
+            let up = flag.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if up {
+                    Ok(())
+                } else {
+                    Err("backend rds1: connection refused".into())
+                }
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_readiness_then_stops() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let (stop, stop_rx) = watch::channel(false);
+        let server = start(
+            "127.0.0.1:0",
+            Endpoints {
+                metrics: Metrics::new(),
+                ready: toggled(flag.clone()),
+            },
+            stop_rx,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let addr = server.local_addr;
+
+        let (code, body) = get(addr, "GET", "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("# TYPE rds_csi_rpc_requests counter"),
+            "{body}"
+        );
+        assert!(body.trim_end().ends_with("# EOF"), "{body}");
+
+        assert_eq!(get(addr, "GET", "/healthz").await.0, 200);
+        let (code, body) = get(addr, "GET", "/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.contains("connection refused"), "{body}");
+        flag.store(true, Ordering::SeqCst);
+        assert_eq!(get(addr, "GET", "/readyz").await.0, 200);
+
+        assert_eq!(get(addr, "GET", "/other").await.0, 404);
+        assert_eq!(get(addr, "POST", "/metrics").await.0, 405);
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server.join())
+            .await
+            .unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn empty_address_disables_and_a_taken_port_is_an_error_naming_it() {
+        let (_stop, rx) = watch::channel(false);
+        let eps = || Endpoints {
+            metrics: Metrics::new(),
+            ready: all_ready(vec![]),
+        };
+        assert!(start("", eps(), rx.clone()).await.unwrap().is_none());
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let err = start(&addr, eps(), rx).await.err().unwrap();
+        assert!(err.contains(&addr), "{err}");
+    }
+
+    #[tokio::test]
+    async fn readiness_combines_checks_and_names_the_missing_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("csi.sock");
+        let up = Arc::new(AtomicBool::new(true));
+        let check = all_ready(vec![toggled(up.clone()), socket_ready(sock.clone())]);
+        let err = check().await.unwrap_err();
+        assert!(err.contains("csi.sock"), "{err}");
+        std::fs::write(&sock, "").unwrap();
+        assert_eq!(check().await, Ok(()));
+        up.store(false, Ordering::SeqCst);
+        assert!(check().await.is_err());
+    }
+
+    #[test]
+    fn port_only_addresses_listen_everywhere() {
+        assert_eq!(normalize(":9809"), "0.0.0.0:9809");
+        assert_eq!(normalize("127.0.0.1:1"), "127.0.0.1:1");
+    }
+}
