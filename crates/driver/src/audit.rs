@@ -195,7 +195,8 @@ pub struct Operation<'a> {
     pub code: tonic::Code,
     /// The error message for failures; empty on success.
     pub message: &'a str,
-    pub elapsed: Duration,
+    /// `None` when the reporter does not time the operation.
+    pub elapsed: Option<Duration>,
 }
 
 pub fn operation(op: &Operation<'_>) {
@@ -227,8 +228,56 @@ fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
         node: op.node.filter(|n| !n.is_empty()).map(str::to_string),
         code: Some(code_name(op.code)),
         message: (!op.message.is_empty()).then(|| op.message.to_string()),
-        duration_ms: Some(op.elapsed.as_secs_f64() * 1e3),
+        duration_ms: op.elapsed.map(|d| d.as_secs_f64() * 1e3),
         details: BTreeMap::new(),
+    }
+}
+
+/// Audits the node's automatic stale-mount recovery (which no RPC wraps) and passes every
+/// observation on to `inner` (events, metrics), so it composes with other observers.
+pub struct RecoveryAudit {
+    node: String,
+    inner: Arc<dyn crate::node::NodeObserver>,
+}
+
+/// What recovery records are called in the audit trail.
+pub const RECOVERY: &str = "StaleMountRecovery";
+
+impl RecoveryAudit {
+    pub fn new(node: String, inner: Arc<dyn crate::node::NodeObserver>) -> Self {
+        RecoveryAudit { node, inner }
+    }
+
+    fn record(&self, volume: &str, code: tonic::Code, message: &str) {
+        operation(&Operation {
+            name: RECOVERY,
+            volume,
+            node: Some(&self.node),
+            code,
+            message,
+            elapsed: None,
+        });
+    }
+}
+
+impl crate::node::NodeObserver for RecoveryAudit {
+    fn stale_detected(&self, volume_id: &str, reason: &str) {
+        self.inner.stale_detected(volume_id, reason);
+    }
+    fn recovered(&self, volume_id: &str, detail: &str) {
+        self.record(volume_id, tonic::Code::Ok, "");
+        tracing::debug!(volume = volume_id, detail, "recovery audited");
+        self.inner.recovered(volume_id, detail);
+    }
+    fn recovery_failed(&self, volume_id: &str, error: &str) {
+        self.record(volume_id, tonic::Code::Internal, error);
+        self.inner.recovery_failed(volume_id, error);
+    }
+    fn connection_lost(&self, volume_id: &str, nqn: &str, state: &str) {
+        self.inner.connection_lost(volume_id, nqn, state);
+    }
+    fn connection_restored(&self, volume_id: &str, nqn: &str) {
+        self.inner.connection_restored(volume_id, nqn);
     }
 }
 
@@ -344,7 +393,7 @@ mod tests {
                 node: Some("node-a"),
                 code: tonic::Code::FailedPrecondition,
                 message: "attached to node-b",
-                elapsed: Duration::from_millis(12),
+                elapsed: Some(Duration::from_millis(12)),
             },
             UNIX_EPOCH,
         );
@@ -369,7 +418,7 @@ mod tests {
                 node: None,
                 code: tonic::Code::Ok,
                 message: "",
-                elapsed: Duration::ZERO,
+                elapsed: None,
             },
             UNIX_EPOCH,
         );
@@ -378,6 +427,7 @@ mod tests {
         assert_eq!(v["severity"], "info");
         assert!(v.get("node").is_none(), "{v}");
         assert!(v.get("message").is_none(), "{v}");
+        assert!(v.get("duration_ms").is_none(), "untimed: {v}");
     }
 
     #[test]
@@ -425,5 +475,28 @@ mod tests {
                 .unwrap()
                 .contains("does not match the pinned key")
         );
+
+        // Recovery is audited and still reaches the observer it wraps.
+        #[derive(Default)]
+        struct Counting(std::sync::atomic::AtomicUsize);
+        impl crate::node::NodeObserver for Counting {
+            fn recovery_failed(&self, _v: &str, _e: &str) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let inner = Arc::new(Counting::default());
+        let observer = RecoveryAudit::new("node-a".into(), inner.clone());
+        crate::node::NodeObserver::recovery_failed(&observer, "default:pvc-9", "mount: EBUSY");
+        assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let rec: serde_json::Value = sink
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["event"] == RECOVERY)
+            .unwrap();
+        assert_eq!(rec["volume"], "default:pvc-9");
+        assert_eq!(rec["node"], "node-a");
+        assert_eq!(rec["outcome"], "failure");
+        assert_eq!(rec["message"], "mount: EBUSY");
     }
 }

@@ -67,7 +67,7 @@ pub async fn traced_on_node<T>(
             node,
             code,
             message: &message,
-            elapsed,
+            elapsed: Some(elapsed),
         });
     }
     result.map(Response::new).map_err(Status::from)

@@ -132,7 +132,10 @@ fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {
     cfg.deadlines.syscall = n.mount_timeout;
     cfg.deadlines.unmount_wait = n.unmount_wait;
     cfg.monitor_interval = n.node_monitor_interval;
-    NodeService::new(cfg).map_err(|e| format!("node plugin: {e}"))
+    // Automatic stale-mount recovery is not an RPC, so `traced` cannot audit it.
+    let observer =
+        driver::audit::RecoveryAudit::new(n.node_id.clone(), Arc::new(driver::node::NoopObserver));
+    NodeService::new_observed(cfg, Arc::new(observer)).map_err(|e| format!("node plugin: {e}"))
 }
 
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
