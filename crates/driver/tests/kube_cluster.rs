@@ -554,19 +554,20 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     failed
 }
 
-/// `role` with exactly one (group, resource, verb) taken away.
-fn without(role: &Value, gone: &(String, String, String)) -> Value {
-    let mut rules = Vec::new();
-    for g in grants(role).into_iter().filter(|x| x != gone) {
-        rules.push(serde_json::json!({"apiGroups": [g.0], "resources": [g.1], "verbs": [g.2]}));
-    }
+/// `role` with exactly one grant taken away.
+fn without(role: &Value, gone: &Grant) -> Value {
+    let rules: Vec<Value> = grants(role)
+        .into_iter()
+        .filter(|g| g != gone)
+        .map(|g| serde_json::json!({"apiGroups": [g.group], "resources": [g.resource], "verbs": [g.verb]}))
+        .collect();
     let mut out = role.clone();
     out["rules"] = Value::Array(rules);
     out
 }
 
-/// One test, not several: it rewrites the shipped ClusterRoles, which no other test in this
-/// binary reads (they act as admin), and the identities' rights must not change under it.
+/// One test, not several: it rewrites the shipped roles, which no other test in this binary
+/// reads (they act as admin), and the identities' rights must not change under it.
 #[tokio::test]
 async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
     let Some(env) = env("rbac_manifests_grant_the_driver_exactly_what_it_uses").await else {
@@ -575,7 +576,7 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
     let manifests = apply_rbac(&env).await;
     let roles: Vec<&Value> = manifests
         .iter()
-        .filter(|m| m["kind"] == "ClusterRole" || m["kind"] == "Role")
+        .filter(|m| is_role(m) && is_driver_object(m))
         .collect();
     assert_eq!(
         roles.len(),
@@ -583,7 +584,26 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
         "one role for the controller, one for the node"
     );
 
-    // Enough: every driver operation works as each ServiceAccount.
+    // The sidecars' rules overlap the driver's: unbind them so only the driver's roles count.
+    let sidecar_bindings: Vec<&Value> = manifests
+        .iter()
+        .filter(|m| is_binding(m) && !is_driver_object(m))
+        .collect();
+    for b in &sidecar_bindings {
+        unbind(&env.admin, b).await;
+    }
+    let sidecar_only = Grant {
+        group: String::new(),
+        resource: "persistentvolumes".into(),
+        verb: "create".into(),
+        namespace: "default".into(),
+    };
+    wait_until("the sidecar bindings to be gone", || async {
+        !allowed(&env, CONTROLLER_SA, &sidecar_only).await
+    })
+    .await;
+
+    // Enough: every driver operation works as each ServiceAccount, with the driver roles alone.
     assert_eq!(
         exercise(&env, true).await,
         Vec::<String>::new(),
@@ -596,21 +616,38 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
         let (name, as_controller, user) = user_of(role);
         for gone in grants(role) {
             apply(&env.admin, &without(role, &gone)).await;
-            let (g, r, v) = &gone;
-            wait_until(&format!("{user} to lose {v} {r}"), || async {
-                !allowed(&env, user, g, r, v).await
+            wait_until(&format!("{user} to lose {gone:?}"), || async {
+                !allowed(&env, user, &gone).await
             })
             .await;
             let failed = exercise(&env, as_controller).await;
             assert!(
                 !failed.is_empty(),
-                "{name} grants {v} on {r} but the driver works without it"
+                "{name} grants {} on {} but the driver works without it",
+                gone.verb,
+                gone.resource
             );
             apply(&env.admin, role).await;
-            wait_until(&format!("{user} to regain {v} {r}"), || async {
-                allowed(&env, user, g, r, v).await
+            wait_until(&format!("{user} to regain {gone:?}"), || async {
+                allowed(&env, user, &gone).await
             })
             .await;
         }
+    }
+    for b in &sidecar_bindings {
+        apply(&env.admin, b).await;
+    }
+}
+
+async fn unbind(admin: &kube::Client, binding: &Value) {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+    let name = binding["metadata"]["name"].as_str().unwrap();
+    if binding["kind"] == "ClusterRoleBinding" {
+        let api: Api<ClusterRoleBinding> = Api::all(admin.clone());
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    } else {
+        let ns = binding["metadata"]["namespace"].as_str().unwrap();
+        let api: Api<RoleBinding> = Api::namespaced(admin.clone(), ns);
+        api.delete(name, &DeleteParams::default()).await.unwrap();
     }
 }

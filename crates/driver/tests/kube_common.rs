@@ -275,28 +275,43 @@ pub async fn events_about(admin: &kube::Client, namespace: &str, involved: &str)
     api.list(&lp).await.unwrap().items
 }
 
-/// The RBAC manifests the project ships, as JSON values (one per YAML document).
+/// The RBAC manifests the project ships (the files `deploy/kubernetes/rbac/kustomization.yaml`
+/// lists, which is what a deployment renders), as JSON values, one per YAML document.
 ///
 /// Parsed with serde-saphyr: it is already in the dependency tree (kube reads kubeconfigs with
 /// it), so no new YAML crate; serde_yaml is unmaintained.
 pub fn rbac_manifests() -> Vec<Value> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/rbac");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let yaml = |name: &str| -> Vec<Value> {
+        let path = dir.join(name);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_saphyr::from_multiple::<Value>(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .collect()
+    };
+    let kustomization = yaml("kustomization.yaml").remove(0);
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_array()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no manifests in {}", dir.display());
-    files
         .iter()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(f).unwrap();
-            serde_saphyr::from_multiple::<Value>(&text)
-                .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
-        })
-        .filter(|v| !v.is_null())
-        .collect()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    // A manifest not listed would ship to nobody yet look tested: refuse.
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    present.sort();
+    assert_eq!(
+        listed, present,
+        "kustomization.yaml must list every manifest"
+    );
+    listed.iter().flat_map(|f| yaml(f)).collect()
 }
 
 /// Applies one manifest object (server-side apply, forced: the test owns the fields).
@@ -350,7 +365,12 @@ pub const NODE_SA: &str = "system:serviceaccount:kube-system:rds-csi-node";
 
 /// Whether the API server's authorizer lets `user` do `verb` on `resource`, asked through a
 /// SubjectAccessReview (the same authorizer real requests meet).
-pub async fn allowed(env: &KubeEnv, user: &str, group: &str, resource: &str, verb: &str) -> bool {
+pub async fn allowed(env: &KubeEnv, user: &str, grant: &Grant) -> bool {
+    // "volumeattachments/status" is resource + subresource in a review.
+    let (resource, subresource) = match grant.resource.split_once('/') {
+        Some((r, sub)) => (r, Some(sub.to_string())),
+        None => (grant.resource.as_str(), None),
+    };
     let api: Api<SubjectAccessReview> = Api::all(env.admin.clone());
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
@@ -360,10 +380,11 @@ pub async fn allowed(env: &KubeEnv, user: &str, group: &str, resource: &str, ver
                 "system:authenticated".into(),
             ]),
             resource_attributes: Some(ResourceAttributes {
-                group: Some(group.into()),
+                group: Some(grant.group.clone()),
                 resource: Some(resource.into()),
-                verb: Some(verb.into()),
-                namespace: Some("default".into()),
+                subresource,
+                verb: Some(grant.verb.clone()),
+                namespace: Some(grant.namespace.clone()),
                 ..ResourceAttributes::default()
             }),
             ..SubjectAccessReviewSpec::default()
@@ -374,23 +395,53 @@ pub async fn allowed(env: &KubeEnv, user: &str, group: &str, resource: &str, ver
     out.status.is_some_and(|s| s.allowed)
 }
 
-/// (group, resource, verb) for every verb a (Cluster)Role manifest grants.
-pub fn grants(role: &Value) -> Vec<(String, String, String)> {
+/// One verb on one resource, as a role grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
+    /// Where to ask about it: the Role's namespace, any for a ClusterRole.
+    pub namespace: String,
+}
+
+/// Every verb a (Cluster)Role manifest grants.
+pub fn grants(role: &Value) -> Vec<Grant> {
+    let namespace = role["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
     let mut out = Vec::new();
     for rule in role["rules"].as_array().unwrap() {
         for g in rule["apiGroups"].as_array().unwrap() {
             for r in rule["resources"].as_array().unwrap() {
                 for v in rule["verbs"].as_array().unwrap() {
-                    out.push((
-                        g.as_str().unwrap().into(),
-                        r.as_str().unwrap().into(),
-                        v.as_str().unwrap().into(),
-                    ));
+                    out.push(Grant {
+                        group: g.as_str().unwrap().into(),
+                        resource: r.as_str().unwrap().into(),
+                        verb: v.as_str().unwrap().into(),
+                        namespace: namespace.clone(),
+                    });
                 }
             }
         }
     }
     out
+}
+
+/// Roles and bindings of the driver itself (`*-driver`), as opposed to its sidecars'.
+pub fn is_driver_object(m: &Value) -> bool {
+    m["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| n.ends_with("-driver"))
+}
+
+pub fn is_role(m: &Value) -> bool {
+    m["kind"] == "ClusterRole" || m["kind"] == "Role"
+}
+
+pub fn is_binding(m: &Value) -> bool {
+    m["kind"] == "ClusterRoleBinding" || m["kind"] == "RoleBinding"
 }
 
 /// The ServiceAccount a role manifest is for, by its name.
@@ -409,20 +460,22 @@ pub fn user_of(role: &Value) -> (String, bool, &'static str) {
 }
 
 /// Applies the shipped RBAC and waits until every grant is in effect (RBAC reaches the
-/// authorizer through a cache). Returns the manifests and the role manifests among them.
+/// authorizer through a cache). Returns the manifests.
 pub async fn apply_rbac(env: &KubeEnv) -> Vec<Value> {
     let manifests = rbac_manifests();
     for m in &manifests {
         apply(&env.admin, m).await;
     }
-    for role in manifests
-        .iter()
-        .filter(|m| m["kind"] == "ClusterRole" || m["kind"] == "Role")
-    {
-        let (_, _, user) = user_of(role);
-        for (g, r, v) in grants(role) {
-            wait_until(&format!("{user} to get {v} {r}"), || async {
-                allowed(env, user, &g, &r, &v).await
+    for role in manifests.iter().filter(|m| is_role(m)) {
+        // Sidecar roles are all bound to the controller's ServiceAccount.
+        let user = if is_driver_object(role) {
+            user_of(role).2
+        } else {
+            CONTROLLER_SA
+        };
+        for grant in grants(role) {
+            wait_until(&format!("{user} to get {grant:?}"), || async {
+                allowed(env, user, &grant).await
             })
             .await;
         }
