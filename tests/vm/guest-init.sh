@@ -65,7 +65,7 @@ log "simulator up (pid $SIM_PID)"
 ENDPOINT=unix:///run/csi/csi.sock
 mkdir -p /run/csi
 RDS_CSI_LOG=${RDS_CSI_DRIVER_LOG:-info,driver=debug,nvme=debug,mount=debug} \
-rds-csi all --endpoint "$ENDPOINT" --node-id vm-node \
+rds-csi all --no-kubernetes --endpoint "$ENDPOINT" --node-id vm-node \
     --rds-address 127.0.0.1 --rds-port 2222 --rds-user admin \
     --rds-key-file /etc/rds/id_ed25519 --rds-host-key /etc/rds/host_key.pub \
     --nvme-address 127.0.0.1 --nvme-port 4420 > /var/log/driver.log 2>&1 &

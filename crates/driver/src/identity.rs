@@ -90,12 +90,13 @@ impl pb::identity_server::Identity for IdentityService {
                     },
                 )),
             });
-            // OFFLINE until node-side expansion is proven on the real kernel: RouterOS grows the
-            // backing file, but an attached namespace must be rescanned and its filesystem grown.
+            // ONLINE: the VM suite proves it on the real kernel — `/disk set` grows the backing
+            // file, the target revalidates the namespace, the attached initiator sees the new
+            // size and NodeExpandVolume grows the mounted filesystem (docs/vm-suite.md).
             capabilities.push(pb::PluginCapability {
                 r#type: Some(pb::plugin_capability::Type::VolumeExpansion(
                     pb::plugin_capability::VolumeExpansion {
-                        r#type: ExpansionType::Offline as i32,
+                        r#type: ExpansionType::Online as i32,
                     },
                 )),
             });

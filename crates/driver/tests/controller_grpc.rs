@@ -59,6 +59,14 @@ async fn plugin_capabilities_declare_the_controller_service() {
         !declares_topology,
         "topology is declared but never returned"
     );
+    let online_expansion = caps.capabilities.iter().any(|c| {
+        matches!(&c.r#type, Some(pb::plugin_capability::Type::VolumeExpansion(e))
+            if e.r#type == pb::plugin_capability::volume_expansion::Type::Online as i32)
+    });
+    assert!(
+        online_expansion,
+        "online expansion is proven in the VM suite and must be declared"
+    );
     h.stop().await;
 }
 

@@ -290,7 +290,13 @@ async fn rss(volumes: usize) {
     let started = Instant::now();
     let ctl = Proc(
         Command::new(bin)
-            .args(["controller", "--log-level", "warn", "--endpoint"])
+            .args([
+                "controller",
+                "--no-kubernetes",
+                "--log-level",
+                "warn",
+                "--endpoint",
+            ])
             .arg(&socket)
             .args([
                 "--rds-address",

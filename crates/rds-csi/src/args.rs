@@ -155,11 +155,32 @@ pub struct RdsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// kubeconfig for the Kubernetes API; without it the in-cluster service account is used.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Run without a Kubernetes API: attachment fences are kept in this process only and are
+    /// forgotten on restart, and no events are posted. For tests, the demo and single-host
+    /// trials only; a controller in a cluster must not use it.
+    #[arg(long, env = "RDS_CSI_NO_KUBERNETES")]
+    pub no_kubernetes: bool,
+    /// Deadline for each Kubernetes API call.
+    #[arg(long, env = "RDS_CSI_KUBE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub kube_timeout: Duration,
+    /// How often the controller clears attachments of deleted or out-of-service nodes and
+    /// reports stuck detaches and overdue migrations.
+    #[arg(long, env = "RDS_CSI_ATTACHMENT_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub attachment_reconcile_interval: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ControllerArgs {
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(flatten)]
     pub rds: RdsArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -236,6 +257,8 @@ pub struct NodeArgs {
     pub serve: ServeArgs,
     #[command(flatten)]
     pub node: NodeOnlyArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,6 +269,8 @@ pub struct AllArgs {
     pub rds: RdsArgs,
     #[command(flatten)]
     pub node: NodeOnlyArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use driver::config::{BackendSettings, build_backend, read_backends_file};
 use driver::fencing::{AttachmentManager, Cluster, FencingConfig, MemoryCluster};
+use driver::kube::{ClientSettings, EventRecorder, KubeCluster, component};
 use driver::metrics::Metrics;
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tracing::{error, info, warn};
 
-use crate::args::{AllArgs, ControllerArgs, NodeArgs, NodeOnlyArgs, RdsArgs, ServeArgs};
+use crate::args::{AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, RdsArgs, ServeArgs};
 use crate::http::{self, Endpoints, ReadyCheck};
 use crate::shutdown;
 
@@ -18,29 +20,22 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub async fn controller(a: ControllerArgs) -> Result<(), String> {
     let metrics = observability(&a.serve)?;
-    let backends = backends_from(&a.rds, &metrics)?;
-    let ready = http::backends_ready(backends.clone(), a.rds.probe_timeout);
-    check_reachable(&backends).await;
-    let identity = IdentityService::new(
-        a.serve.driver_name.clone(),
-        VERSION.into(),
-        Some(backends.clone()),
-        a.rds.probe_timeout,
-    );
-    let fencing = start_fencing(&a.serve).await?;
+    let kube = kube_client(&a.kube).await?;
+    let c = controller_parts(&a.serve, &a.rds, &a.kube, kube, &metrics).await?;
     let services = Services {
-        identity,
-        controller: Some(ControllerService::new(backends, fencing.clone())),
+        identity: c.identity,
+        controller: Some(c.controller),
         node: None,
     };
-    let reconciler = fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services, metrics, Some(ready)).await;
+    let reconciler = c.fencing.spawn_reconciler();
+    let result = serve_until_signal(&a.serve, services, metrics, Some(c.ready)).await;
     reconciler.abort();
     result
 }
 
 pub async fn node(a: NodeArgs) -> Result<(), String> {
     let metrics = observability(&a.serve)?;
+    let kube = kube_client(&a.kube).await?;
     let identity = IdentityService::new(
         a.serve.driver_name.clone(),
         VERSION.into(),
@@ -50,52 +45,115 @@ pub async fn node(a: NodeArgs) -> Result<(), String> {
     let services = Services {
         identity,
         controller: None,
-        node: Some(node_service(&a.node)?),
+        node: Some(node_service(&a.node, kube)?),
     };
     serve_until_signal(&a.serve, services, metrics, None).await
 }
 
 pub async fn all(a: AllArgs) -> Result<(), String> {
     let metrics = observability(&a.serve)?;
-    let backends = backends_from(&a.rds, &metrics)?;
-    let ready = http::backends_ready(backends.clone(), a.rds.probe_timeout);
-    check_reachable(&backends).await;
-    let identity = IdentityService::new(
-        a.serve.driver_name.clone(),
-        VERSION.into(),
-        Some(backends.clone()),
-        a.rds.probe_timeout,
-    );
-    let fencing = start_fencing(&a.serve).await?;
+    let kube = kube_client(&a.kube).await?;
+    let c = controller_parts(&a.serve, &a.rds, &a.kube, kube.clone(), &metrics).await?;
     let services = Services {
-        identity,
-        controller: Some(ControllerService::new(backends, fencing.clone())),
-        node: Some(node_service(&a.node)?),
+        identity: c.identity,
+        controller: Some(c.controller),
+        node: Some(node_service(&a.node, kube)?),
     };
-    let reconciler = fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services, metrics, Some(ready)).await;
+    let reconciler = c.fencing.spawn_reconciler();
+    let result = serve_until_signal(&a.serve, services, metrics, Some(c.ready)).await;
     reconciler.abort();
     result
 }
 
-/// The Kubernetes API fencing works against.
-///
-/// INTEGRATION POINT: switch this to `driver::kube::KubeCluster` (in-cluster config, driver name
-/// from `--driver-name`) when it lands. Until then there is no Kubernetes client in the binary, so
-/// the attachment state lives in this process only: single-node volumes are still fenced while
-/// the controller runs, but not across restarts. The error log says so on every start.
-fn fencing_cluster(s: &ServeArgs) -> Result<Arc<dyn Cluster>, String> {
-    error!(driver = %s.driver_name, "no Kubernetes client in this build: volume attachments are fenced in memory only and are forgotten on restart");
-    Ok(Arc::new(MemoryCluster::new()))
+/// What controller mode serves, built in the order that keeps fencing safe.
+struct ControllerParts {
+    identity: IdentityService,
+    controller: ControllerService,
+    fencing: Arc<AttachmentManager>,
+    ready: ReadyCheck,
+}
+
+async fn controller_parts(
+    s: &ServeArgs,
+    r: &RdsArgs,
+    k: &KubeArgs,
+    kube: Option<::kube::Client>,
+    metrics: &Arc<Metrics>,
+) -> Result<ControllerParts, String> {
+    let backends = backends_from(r, metrics)?;
+    let ready = http::backends_ready(backends.clone(), r.probe_timeout);
+    check_reachable(&backends).await;
+    let identity = IdentityService::new(
+        s.driver_name.clone(),
+        VERSION.into(),
+        Some(backends.clone()),
+        r.probe_timeout,
+    );
+    let fencing = start_fencing(s, k, kube).await?;
+    Ok(ControllerParts {
+        identity,
+        controller: ControllerService::new(backends, fencing.clone()),
+        fencing,
+        ready,
+    })
+}
+
+/// The Kubernetes client, unless the operator explicitly runs without one. A controller that
+/// cannot reach the API server must not start: its fences would not survive a restart.
+async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, String> {
+    if k.no_kubernetes {
+        warn!(
+            "running without Kubernetes (--no-kubernetes): attachment fences live in this process only and are forgotten on restart; no events are posted"
+        );
+        return Ok(None);
+    }
+    let settings = ClientSettings {
+        kubeconfig: k.kubeconfig.clone(),
+        connect_timeout: k.kube_timeout.min(Duration::from_secs(5)),
+        read_timeout: k.kube_timeout,
+        write_timeout: k.kube_timeout,
+    };
+    let client = driver::kube::client(&settings).await.map_err(|e| {
+        format!("{e} (pass --kubeconfig, run in a pod with a service account, or use --no-kubernetes for a trial without a cluster)")
+    })?;
+    Ok(Some(client))
+}
+
+/// The Kubernetes API fencing works against: the real one, or (with `--no-kubernetes` only)
+/// this process's memory.
+fn fencing_cluster(s: &ServeArgs, k: &KubeArgs, kube: Option<::kube::Client>) -> Arc<dyn Cluster> {
+    match kube {
+        Some(client) => {
+            let events = Arc::new(EventRecorder::new(client.clone(), component::CONTROLLER));
+            Arc::new(
+                KubeCluster::new(client, s.driver_name.clone())
+                    .with_events(events)
+                    .with_timeout(k.kube_timeout),
+            )
+        }
+        None => {
+            error!(driver = %s.driver_name, "attachment fences are kept in memory only (--no-kubernetes) and are forgotten on restart");
+            Arc::new(MemoryCluster::new())
+        }
+    }
 }
 
 /// Builds the attachment manager and rebuilds its state BEFORE the socket opens: a controller
 /// that answered ControllerPublish on an empty state could attach a volume to a second node.
 /// If the state cannot be read, the controller does not start (the error names the cause and
 /// Kubernetes restarts it with backoff).
-async fn start_fencing(s: &ServeArgs) -> Result<Arc<AttachmentManager>, String> {
-    let cluster = fencing_cluster(s)?;
-    let manager = Arc::new(AttachmentManager::new(cluster, FencingConfig::default()));
+async fn start_fencing(
+    s: &ServeArgs,
+    k: &KubeArgs,
+    kube: Option<::kube::Client>,
+) -> Result<Arc<AttachmentManager>, String> {
+    let cluster = fencing_cluster(s, k, kube);
+    let config = FencingConfig {
+        api_timeout: k.kube_timeout,
+        reconcile_interval: k.attachment_reconcile_interval,
+        ..FencingConfig::default()
+    };
+    let manager = Arc::new(AttachmentManager::new(cluster, config));
     let report = manager
         .rebuild()
         .await
@@ -108,7 +166,7 @@ async fn start_fencing(s: &ServeArgs) -> Result<Arc<AttachmentManager>, String> 
     Ok(manager)
 }
 
-fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {
+fn node_service(n: &NodeOnlyArgs, kube: Option<::kube::Client>) -> Result<NodeService, String> {
     if n.node_id.trim().is_empty() {
         return Err("--node-id (NODE_ID) must not be empty".into());
     }
@@ -133,9 +191,18 @@ fn node_service(n: &NodeOnlyArgs) -> Result<NodeService, String> {
     cfg.deadlines.unmount_wait = n.unmount_wait;
     cfg.monitor_interval = n.node_monitor_interval;
     // Automatic stale-mount recovery is not an RPC, so `traced` cannot audit it.
-    let observer =
-        driver::audit::RecoveryAudit::new(n.node_id.clone(), Arc::new(driver::node::NoopObserver));
-    NodeService::new_observed(cfg, Arc::new(observer)).map_err(|e| format!("node plugin: {e}"))
+    let audit: Arc<dyn driver::node::NodeObserver> = Arc::new(driver::audit::RecoveryAudit::new(
+        n.node_id.clone(),
+        Arc::new(driver::node::NoopObserver),
+    ));
+    let observer: Arc<dyn driver::node::NodeObserver> = match kube {
+        Some(client) => {
+            let recorder = EventRecorder::new(client, component::NODE).with_host(n.node_id.clone());
+            Arc::new(driver::kube::NodeEvents::new(Arc::new(recorder), audit))
+        }
+        None => audit,
+    };
+    NodeService::new_observed(cfg, observer).map_err(|e| format!("node plugin: {e}"))
 }
 
 pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {

@@ -108,7 +108,7 @@ fn controller_process_serves_the_csi_client_and_stops_on_sigterm() {
     std::os::unix::net::UnixListener::bind(&socket).unwrap();
     let mut controller = Proc(
         Command::new(BIN)
-            .args(["controller", "--endpoint"])
+            .args(["controller", "--no-kubernetes", "--endpoint"])
             .arg(&socket)
             .args([
                 "--rds-address",
@@ -195,7 +195,7 @@ fn controller_refuses_to_start_without_host_key_verification() {
     let key = dir.path().join("k");
     std::fs::write(&key, "not used").unwrap();
     let out = Command::new(BIN)
-        .args(["controller", "--endpoint"])
+        .args(["controller", "--no-kubernetes", "--endpoint"])
         .arg(dir.path().join("csi.sock"))
         .args(["--rds-address", "127.0.0.1"])
         .arg("--rds-key-file")
@@ -238,4 +238,36 @@ fn help_works_for_every_subcommand() {
             "{sub} --help lists no flags"
         );
     }
+}
+
+/// Fencing state must survive restarts, so a controller that cannot reach Kubernetes refuses to
+/// start (unless the operator explicitly runs without it).
+#[test]
+fn controller_refuses_to_start_without_a_kubernetes_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, port, fingerprint, key) = start_sim(dir.path());
+    let out = Command::new(BIN)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["controller", "--endpoint"])
+        .arg(dir.path().join("csi.sock"))
+        .args([
+            "--rds-address",
+            "127.0.0.1",
+            "--rds-port",
+            &port.to_string(),
+        ])
+        .arg("--rds-key-file")
+        .arg(&key)
+        .args(["--rds-host-key", &fingerprint, "--metrics-address", ""])
+        .arg("--kubeconfig")
+        .arg(dir.path().join("missing-kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started without a Kubernetes API");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--no-kubernetes"),
+        "the error should say how to proceed: {err}"
+    );
 }

@@ -97,7 +97,7 @@ fn start_sim(dir: &Path) -> (Proc, u16, String, PathBuf) {
 fn controller(dir: &Path, sim_port: u16, host_key: &str, key: &Path, http_port: u16) -> Proc {
     Proc(
         Command::new(BIN)
-            .args(["controller", "--endpoint"])
+            .args(["controller", "--no-kubernetes", "--endpoint"])
             .arg(dir.join("csi.sock"))
             .args(["--rds-address", "127.0.0.1", "--rds-port"])
             .arg(sim_port.to_string())
@@ -287,7 +287,13 @@ fn node_serves_its_documented_metrics_and_health() {
     let http_port = free_port();
     let mut node = Proc(
         Command::new(BIN)
-            .args(["node", "--node-id", "worker-1", "--endpoint"])
+            .args([
+                "node",
+                "--no-kubernetes",
+                "--node-id",
+                "worker-1",
+                "--endpoint",
+            ])
             .arg(dir.path().join("csi.sock"))
             .arg("--state-dir")
             .arg(dir.path().join("state"))

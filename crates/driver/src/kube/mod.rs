@@ -10,9 +10,11 @@ mod api_errors;
 mod cluster;
 mod connect;
 mod events;
+mod node_events;
 mod objects;
 
 pub use cluster::KubeCluster;
 pub use connect::{ClientSettings, client};
 pub use events::{EventRecorder, component};
+pub use node_events::{NodeEvents, pv_name_of};
 pub use objects::OUT_OF_SERVICE_TAINT;

@@ -252,7 +252,20 @@ impl pb::node_server::Node for NodeService {
     ) -> std::result::Result<Response<pb::NodeStageVolumeResponse>, Status> {
         let req = r.into_inner();
         let vol = req.volume_id.clone();
-        traced("NodeStageVolume", &vol, self.inner.stage(req)).await
+        let pvc = match (
+            req.volume_context.get(crate::params::PVC_NAMESPACE),
+            req.volume_context.get(crate::params::PVC_NAME),
+        ) {
+            (Some(ns), Some(name)) => Some((ns.clone(), name.clone())),
+            _ => None,
+        };
+        let result = traced("NodeStageVolume", &vol, self.inner.stage(req)).await;
+        if let Err(status) = &result {
+            self.inner
+                .observer
+                .stage_failed(&vol, pvc, status.message());
+        }
+        result
     }
 
     async fn node_unstage_volume(

@@ -15,6 +15,9 @@ pub trait NodeObserver: Send + Sync {
     fn connection_lost(&self, _volume_id: &str, _nqn: &str, _state: &str) {}
     /// A live controller is back for the NQN.
     fn connection_restored(&self, _volume_id: &str, _nqn: &str) {}
+    /// NodeStageVolume failed (connect, format or mount); `pvc` is (namespace, name) from the
+    /// volume_context when the provisioner passed it.
+    fn stage_failed(&self, _volume_id: &str, _pvc: Option<(String, String)>, _error: &str) {}
 }
 
 /// The default observer: reports nothing.

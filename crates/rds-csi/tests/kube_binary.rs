@@ -1,0 +1,295 @@
+//! The controller binary wired to a real kube-apiserver (started by `scripts/test-kube`):
+//! attachment fences land in PV annotations, conflicts are refused with an event on the PVC,
+//! and a controller killed with SIGKILL comes back with the fences rebuilt.
+//! Objects are made with `kubectl` as the sidecars and kube-controller-manager would make them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rds-csi");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubeconfigs() -> Option<(String, String)> {
+    match (
+        std::env::var("RDS_CSI_KUBECONFIG_ADMIN"),
+        std::env::var("RDS_CSI_KUBECONFIG_CONTROLLER"),
+    ) {
+        (Ok(a), Ok(c)) => Some((a, c)),
+        _ => {
+            let msg = "no kube-apiserver (RDS_CSI_KUBECONFIG_* unset); run scripts/test-kube";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+            eprintln!("*** SKIPPED controller binary against Kubernetes: {msg} ***");
+            None
+        }
+    }
+}
+
+fn kubectl(kc: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new("kubectl")
+        .args(["--kubeconfig", kc, "--request-timeout=20s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "kubectl (Debian package kubernetes-client) is needed; scripts/test-kube installs it",
+        );
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn apply(kc: &str, json: serde_json::Value) {
+    let (ok, out) = kubectl(kc, &["apply", "-f", "-"], Some(&json.to_string()));
+    assert!(ok, "kubectl apply: {out}");
+}
+
+fn csi(socket: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args([
+            "csi",
+            "--endpoint",
+            &format!("unix://{}", socket.display()),
+            "--timeout",
+            "30s",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn start_sim(dir: &Path) -> (Proc, u16, String) {
+    let (private_key, public_line) = rds_sim::generate_client_key().unwrap();
+    std::fs::write(dir.join("id"), private_key).unwrap();
+    std::fs::write(dir.join("auth"), public_line).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--authorized-keys",
+        ])
+        .arg(dir.join("auth"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut fp = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(f) = line.unwrap().strip_prefix("pin it with: --rds-host-key ") {
+            fp = f.trim().into();
+            break;
+        }
+    }
+    (Proc(child), port, fp)
+}
+
+fn start_controller(dir: &Path, port: u16, fp: &str, kc: &str, driver: &str) -> Proc {
+    let socket = dir.join("csi.sock");
+    let child = Command::new(BIN)
+        .args([
+            "controller",
+            "--metrics-address",
+            "",
+            "--driver-name",
+            driver,
+            "--kubeconfig",
+            kc,
+            "--endpoint",
+        ])
+        .arg(&socket)
+        .args([
+            "--rds-address",
+            "127.0.0.1",
+            "--rds-port",
+            &port.to_string(),
+            "--rds-host-key",
+            fp,
+        ])
+        .arg("--rds-key-file")
+        .arg(dir.join("id"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !csi(&socket, &["probe"]).0 {
+        assert!(Instant::now() < deadline, "controller never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Proc(child)
+}
+
+fn attached_node(admin: &str, pv: &str) -> String {
+    let (ok, out) = kubectl(
+        admin,
+        &[
+            "get",
+            "pv",
+            pv,
+            "-o",
+            r#"jsonpath={.metadata.annotations.rds\.csi\.srvlab\.io/attached-node}"#,
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    out.trim().to_string()
+}
+
+#[test]
+fn controller_binary_fences_through_the_kubernetes_api_and_survives_sigkill() {
+    let Some((admin, controller_kc)) = kubeconfigs() else {
+        return;
+    };
+    let (ok, out) = kubectl(
+        &admin,
+        &[
+            "apply",
+            "-k",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/rbac"),
+        ],
+        None,
+    );
+    assert!(ok, "applying the RBAC manifests: {out}");
+    let suffix = format!("{:08x}", rand_suffix());
+    let driver = format!("bin-{suffix}.csi.test");
+    let ns = format!("bin-{suffix}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, port, fp) = start_sim(dir.path());
+    let mut ctl = start_controller(dir.path(), port, &fp, &controller_kc, &driver);
+    let socket = dir.path().join("csi.sock");
+
+    let pv = format!("pvc-{suffix}-0000-4000-8000-000000000001");
+    let (ok, out) = csi(&socket, &["create-volume", "--name", &pv, "--size", "1Gi"]);
+    assert!(ok, "{out}");
+    let id = format!("default:{pv}");
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": pv, "storageClassName": ""}}),
+    );
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                 "claimRef": {"namespace": ns, "name": "data"}, "csi": {"driver": driver, "volumeHandle": id}}}),
+    );
+    for node in ["n1", "n2"] {
+        apply(
+            &admin,
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("{node}-{suffix}")}}),
+        );
+    }
+    let (n1, n2) = (format!("n1-{suffix}"), format!("n2-{suffix}"));
+
+    let (ok, out) = csi(&socket, &["publish", &id, "--node", &n1]);
+    assert!(ok, "publish to n1: {out}");
+    assert!(out.contains("nvme_nqn"), "publish_context: {out}");
+    assert_eq!(
+        attached_node(&admin, &pv),
+        n1,
+        "the fence is written to the PV before the RPC answers"
+    );
+    // What kube-controller-manager does for an attached volume.
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+        "metadata": {"name": format!("va-{suffix}")},
+        "spec": {"attacher": driver, "nodeName": n1, "source": {"persistentVolumeName": pv}}}),
+    );
+
+    let (ok, out) = csi(&socket, &["publish", &id, "--node", &n2]);
+    assert!(
+        !ok && out.contains(&n1) && out.contains(&n2),
+        "conflict must name both nodes: {out}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, events) = kubectl(
+            &admin,
+            &[
+                "get",
+                "events",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.items[*].reason}",
+            ],
+            None,
+        );
+        if events.contains("AttachmentConflict") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no AttachmentConflict event in {ns}: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SIGKILL: no graceful anything. The new process rebuilds from VolumeAttachments + PVs.
+    let _ = ctl.0.kill();
+    let _ = ctl.0.wait();
+    ctl = start_controller(dir.path(), port, &fp, &controller_kc, &driver);
+    let (ok, out) = csi(&socket, &["publish", &id, "--node", &n2]);
+    assert!(
+        !ok && out.contains("FAILED_PRECONDITION"),
+        "after restart: {out}"
+    );
+
+    let (ok, out) = csi(&socket, &["unpublish", &id, "--node", &n1]);
+    assert!(ok, "{out}");
+    assert_eq!(attached_node(&admin, &pv), "", "unpublish clears the fence");
+    let (ok, out) = csi(&socket, &["publish", &id, "--node", &n2]);
+    assert!(ok, "a detached volume is free: {out}");
+    assert_eq!(attached_node(&admin, &pv), n2);
+    drop(ctl);
+}
+
+fn rand_suffix() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.subsec_nanos() ^ std::process::id()
+}
