@@ -4,7 +4,8 @@
 //! Fencing is always on in controller mode: there is no configuration without a [`Cluster`].
 //! `manager` holds the rules, `annotations` the persisted format, `rebuild` the restart path,
 //! `reconciler` the background repairs, `memory` the in-memory cluster used by tests and the
-//! sandbox, and `serialize` the seam for KubeVirt per-VM serialization (not built).
+//! sandbox, `serialize` the seam for KubeVirt per-VM serialization, and `vmi`/`vmi_grouper` its opt-in
+//! implementation (publishes of one VMI's volumes one at a time).
 //!
 //! Volumes without a PersistentVolume (a CSI client calling the driver directly, as csi-sanity or
 //! the `rds-csi csi` operator client do) are fenced in memory only, with a loud warning and the
@@ -21,6 +22,8 @@ pub mod reconciler;
 pub mod serialize;
 pub mod state;
 pub mod stats;
+pub mod vmi;
+pub mod vmi_grouper;
 
 pub use cluster::Cluster;
 pub use manager::{
@@ -29,3 +32,5 @@ pub use manager::{
 pub use memory::MemoryCluster;
 pub use state::Sharing;
 pub use stats::FencingStats;
+pub use vmi::{MemoryVmiLookup, PodInfo, VmiLookup};
+pub use vmi_grouper::{VmiGrouper, VmiGrouperConfig, VmiGrouperStats};
