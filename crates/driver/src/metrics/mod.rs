@@ -6,6 +6,8 @@
 //! scrape time by collectors rather than mirrored into counters that could drift; other
 //! subsystems add theirs with [`Metrics::register_collector`] or [`Metrics::register`].
 
+mod fencing;
+mod node;
 mod routeros;
 mod rpc;
 mod ssh;
@@ -17,11 +19,16 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
+pub use fencing::FencingCollector;
+pub use node::{NodeEventMetrics, NvmeCollector};
 pub use routeros::RouterOsMetrics;
 pub use rpc::{RpcMetrics, code_name};
 pub use ssh::SshCollector;
 
 use crate::backend::Backends;
+use crate::error::DriverError;
+use crate::fencing::AttachmentManager;
+use crate::node::{NodeConfig, NodeObserver};
 
 /// Every metric name starts with this (followed by `_`).
 pub const PREFIX: &str = "rds_csi";
@@ -96,6 +103,31 @@ impl Metrics {
     /// Exports the SSH connection state of these backends, read on every scrape.
     pub fn watch_backends(&self, backends: Arc<Backends>) {
         self.register_collector(Box::new(SshCollector::new(backends)));
+    }
+
+    /// Exports the attachment manager's fencing stats, read on every scrape.
+    pub fn watch_fencing(&self, manager: Arc<AttachmentManager>) {
+        self.register_collector(Box::new(FencingCollector::new(manager)));
+    }
+
+    /// Counts the node service's events and forwards them to `inner`; hand the result to
+    /// `NodeService::new_observed`.
+    pub fn node_observer(&self, inner: Arc<dyn NodeObserver>) -> Arc<dyn NodeObserver> {
+        NodeEventMetrics::register(self, inner)
+    }
+
+    /// Exports the managed NVMe subsystems under `cfg.sysfs_root`, scanned on every scrape
+    /// under the node's sysfs deadline. Fails only for an invalid managed prefix.
+    pub fn watch_nvme(&self, cfg: &NodeConfig) -> Result<(), DriverError> {
+        let prefix = nvme::ManagedPrefix::new(cfg.managed_prefix.clone())
+            .map_err(|e| DriverError::Config(format!("managed NQN prefix: {e}")))?;
+        let sysfs = nvme::Sysfs::new(&cfg.sysfs_root, &cfg.dev_root);
+        self.register_collector(Box::new(NvmeCollector::new(
+            sysfs,
+            prefix,
+            cfg.deadlines.sysfs,
+        )));
+        Ok(())
     }
 
     /// The OpenMetrics text exposition of everything registered.
