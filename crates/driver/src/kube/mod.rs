@@ -1,5 +1,5 @@
-//! Kubernetes access for the driver: the real implementation of `fencing::cluster::Cluster`
-//! and the process's one event recorder.
+//! Kubernetes access for the driver: the real implementation of `fencing::cluster::Cluster`,
+//! the process's one event recorder, and the VMI grouper's pod lookup (opt-in).
 //!
 //! Everything here talks to the API server directly (no informer caches): fencing decisions
 //! must never be taken on stale data, and the objects involved (this driver's PVs and
@@ -12,9 +12,11 @@ mod connect;
 mod events;
 mod node_events;
 mod objects;
+mod vmi_lookup;
 
 pub use cluster::KubeCluster;
 pub use connect::{ClientSettings, client};
 pub use events::{EventRecorder, component};
 pub use node_events::{NodeEvents, pv_name_of};
 pub use objects::OUT_OF_SERVICE_TAINT;
+pub use vmi_lookup::KubeVmiLookup;
