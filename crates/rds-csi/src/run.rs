@@ -45,7 +45,7 @@ pub async fn node(a: NodeArgs) -> Result<(), String> {
     let services = Services {
         identity,
         controller: None,
-        node: Some(node_service(&a.node, kube)?),
+        node: Some(node_service(&a.node, kube, &metrics)?),
     };
     serve_until_signal(&a.serve, services, metrics, None).await
 }
@@ -57,7 +57,7 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
-        node: Some(node_service(&a.node, kube)?),
+        node: Some(node_service(&a.node, kube, &metrics)?),
     };
     let reconciler = c.fencing.spawn_reconciler();
     let result = serve_until_signal(&a.serve, services, metrics, Some(c.ready)).await;
@@ -90,6 +90,7 @@ async fn controller_parts(
         r.probe_timeout,
     );
     let fencing = start_fencing(s, k, kube).await?;
+    metrics.watch_fencing(fencing.clone());
     Ok(ControllerParts {
         identity,
         controller: ControllerService::new(backends, fencing.clone()),
@@ -166,7 +167,11 @@ async fn start_fencing(
     Ok(manager)
 }
 
-fn node_service(n: &NodeOnlyArgs, kube: Option<::kube::Client>) -> Result<NodeService, String> {
+fn node_service(
+    n: &NodeOnlyArgs,
+    kube: Option<::kube::Client>,
+    metrics: &Metrics,
+) -> Result<NodeService, String> {
     if n.node_id.trim().is_empty() {
         return Err("--node-id (NODE_ID) must not be empty".into());
     }
@@ -202,6 +207,11 @@ fn node_service(n: &NodeOnlyArgs, kube: Option<::kube::Client>) -> Result<NodeSe
         }
         None => audit,
     };
+    // Outermost, so every observation is counted whatever the inner observers forward.
+    let observer = metrics.node_observer(observer);
+    metrics
+        .watch_nvme(&cfg)
+        .map_err(|e| format!("node metrics: {e}"))?;
     NodeService::new_observed(cfg, observer).map_err(|e| format!("node plugin: {e}"))
 }
 
