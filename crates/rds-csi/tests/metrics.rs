@@ -186,6 +186,14 @@ fn controller_scrape_shows_the_documented_metrics_and_audits_mutations() {
     assert!(!succeeded(&create("2Gi")));
     let id = format!("default:{VOLUME}");
     assert!(succeeded(&csi(&socket, &["list-volumes"])));
+    // Fencing: attach, a refused second node, detach.
+    let publish = |node: &str| csi(&socket, &["publish", &id, "--node", node]);
+    assert!(succeeded(&publish("worker-1")));
+    assert!(!succeeded(&publish("worker-2")));
+    assert!(succeeded(&csi(
+        &socket,
+        &["unpublish", &id, "--node", "worker-1"]
+    )));
     assert!(succeeded(&csi(&socket, &["delete-volume", &id])));
 
     let (code, text) = get(http_port, "/metrics").unwrap();
@@ -213,6 +221,12 @@ fn controller_scrape_shows_the_documented_metrics_and_audits_mutations() {
             r#"rds_csi_routeros_commands_total{backend="default",verb="disk-add",outcome="ok"}"#,
             1.0,
         ),
+        ("rds_csi_fencing_attaches_total", 1.0),
+        ("rds_csi_fencing_conflicts_total", 1.0),
+        ("rds_csi_fencing_detaches_total", 1.0),
+        ("rds_csi_fencing_attached_volumes", 0.0),
+        // No PV without Kubernetes: the attach and the detach were kept in memory only.
+        ("rds_csi_fencing_unpersisted_total", 2.0),
     ] {
         assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
     }
@@ -227,11 +241,17 @@ fn controller_scrape_shows_the_documented_metrics_and_audits_mutations() {
         [
             ("\"CreateVolume\"".into(), "\"OK\"".into()),
             ("\"CreateVolume\"".into(), "\"AlreadyExists\"".into()),
+            ("\"ControllerPublishVolume\"".into(), "\"OK\"".into()),
+            (
+                "\"ControllerPublishVolume\"".into(),
+                "\"FailedPrecondition\"".into()
+            ),
+            ("\"ControllerUnpublishVolume\"".into(), "\"OK\"".into()),
             ("\"DeleteVolume\"".into(), "\"OK\"".into()),
         ],
         "{records:#?}"
     );
-    assert_eq!(records[2]["volume"], id.as_str());
+    assert_eq!(records[5]["volume"], id.as_str());
 
     let kill = Command::new("kill")
         .args(["-TERM", &ctl.0.id().to_string()])
@@ -321,6 +341,15 @@ fn node_serves_its_documented_metrics_and_health() {
         documented_names("node"),
         "scrape and docs/metrics.md disagree; scrape:\n{text}"
     );
+    // The empty --sysfs-root was scanned: nothing connected, and known to be nothing.
+    for (series, want) in [
+        ("rds_csi_node_nvme_scan_success", 1.0),
+        (r#"rds_csi_node_nvme_subsystems{health="healthy"}"#, 0.0),
+        (r#"rds_csi_node_nvme_controllers{state="live"}"#, 0.0),
+        ("rds_csi_node_stale_mounts_detected_total", 0.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
+    }
 
     let kill = Command::new("kill")
         .args(["-TERM", &node.0.id().to_string()])
