@@ -171,6 +171,15 @@ pub struct KubeArgs {
     /// reports stuck detaches and overdue migrations.
     #[arg(long, env = "RDS_CSI_ATTACHMENT_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub attachment_reconcile_interval: Duration,
+    /// KubeVirt: publish the volumes of one VirtualMachineInstance one at a time (concurrent
+    /// hotplug attaches could pause the VM). Needs `list` on pods
+    /// (deploy/kubernetes/rbac/kubevirt); a PVC whose VM cannot be found is not serialized.
+    #[arg(long, env = "RDS_CSI_ENABLE_VMI_SERIALIZATION")]
+    pub enable_vmi_serialization: bool,
+    /// How long a PVC's VirtualMachineInstance (or the absence of one) is remembered by
+    /// `--enable-vmi-serialization`; 0 means the default.
+    #[arg(long, env = "RDS_CSI_VMI_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub vmi_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

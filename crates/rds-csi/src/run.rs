@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use driver::config::{BackendSettings, build_backend, read_backends_file};
-use driver::fencing::{AttachmentManager, Cluster, FencingConfig, MemoryCluster};
-use driver::kube::{ClientSettings, EventRecorder, KubeCluster, component};
+use driver::fencing::serialize::PublishSerializer;
+use driver::fencing::{
+    AttachmentManager, Cluster, FencingConfig, MemoryCluster, VmiGrouper, VmiGrouperConfig,
+};
+use driver::kube::{ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, component};
 use driver::metrics::Metrics;
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
@@ -148,13 +151,18 @@ async fn start_fencing(
     k: &KubeArgs,
     kube: Option<::kube::Client>,
 ) -> Result<Arc<AttachmentManager>, String> {
+    let pods = kube.clone().filter(|_| k.enable_vmi_serialization);
     let cluster = fencing_cluster(s, k, kube);
     let config = FencingConfig {
         api_timeout: k.kube_timeout,
         reconcile_interval: k.attachment_reconcile_interval,
         ..FencingConfig::default()
     };
-    let manager = Arc::new(AttachmentManager::new(cluster, config));
+    let mut manager = AttachmentManager::new(cluster.clone(), config);
+    if let Some(grouper) = vmi_grouper(k, pods, cluster) {
+        manager = manager.with_serializer(grouper);
+    }
+    let manager = Arc::new(manager);
     let report = manager
         .rebuild()
         .await
@@ -165,6 +173,34 @@ async fn start_fencing(
         "attachment state restored"
     );
     Ok(manager)
+}
+
+/// The KubeVirt VMI grouper when `--enable-vmi-serialization` is on and a Kubernetes client
+/// exists (without one there are no pods to read, so the flag is reported and ignored).
+fn vmi_grouper(
+    k: &KubeArgs,
+    client: Option<::kube::Client>,
+    cluster: Arc<dyn Cluster>,
+) -> Option<Arc<dyn PublishSerializer>> {
+    if !k.enable_vmi_serialization {
+        return None;
+    }
+    let Some(client) = client else {
+        warn!(
+            "--enable-vmi-serialization needs the Kubernetes API to find a volume's VM; ignored with --no-kubernetes"
+        );
+        return None;
+    };
+    let lookup = Arc::new(KubeVmiLookup::new(client).with_timeout(k.kube_timeout));
+    let config = VmiGrouperConfig {
+        cache_ttl: k.vmi_cache_ttl,
+        lookup_timeout: k.kube_timeout,
+        ..VmiGrouperConfig::default()
+    };
+    info!(cache_ttl = ?k.vmi_cache_ttl, "KubeVirt VMI serialization on: publishes of one VM's volumes run one at a time");
+    Some(Arc::new(
+        VmiGrouper::new(lookup, config).with_claim_lookup(cluster),
+    ))
 }
 
 fn node_service(
