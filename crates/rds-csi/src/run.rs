@@ -107,7 +107,7 @@ async fn controller_parts(
 async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, String> {
     if k.no_kubernetes {
         warn!(
-            "running without Kubernetes (--no-kubernetes): attachment fences live in this process only and are forgotten on restart; no events are posted"
+            "running without Kubernetes (--no-kubernetes): no events are posted, and a controller keeps attachment fences in this process only (forgotten on restart)"
         );
         return Ok(None);
     }
