@@ -292,3 +292,48 @@ async fn without_pvc_keys_in_the_volume_context_the_claim_ref_groups_the_volume(
     .await;
     assert!(!parallel);
 }
+
+/// Unpublish takes the same VMI guard: detaching one disk of a VM waits while another disk of
+/// the same VM is being attached (KubeVirt's hotplug replaces attachment pods, so both happen).
+#[tokio::test]
+async fn unpublish_of_a_vmi_volume_waits_for_a_publish_of_the_same_vmi() {
+    let w = world().await;
+    // vm1-root attached first (gate opened for its one write).
+    let first = spawn(&w, publish("vm1-root", "node-a", true));
+    until("the first publish to reach its PV write", || {
+        w.gate.inside() == 1
+    })
+    .await;
+    w.gate.release(1);
+    assert_eq!(done(first).await.unwrap(), PublishOutcome::Attached);
+
+    // Now a publish of vm1-hot holds the VMI guard inside its PV write...
+    let hot = spawn(&w, publish("vm1-hot", "node-a", true));
+    until("the hotplug publish to reach its PV write", || {
+        w.gate.inside() == 1
+    })
+    .await;
+    // ...and an unpublish of vm1-root must queue on the VMI lock, not write alongside.
+    let fencing = w.fencing.clone();
+    let root = volume("vm1-root");
+    let unpublish = tokio::spawn(async move { fencing.unpublish(&root, Some("node-a")).await });
+    until("the unpublish to queue on the VMI lock", || {
+        w.grouper.users(NS, "vm1") == 2
+    })
+    .await;
+    assert_eq!(
+        w.gate.inside(),
+        1,
+        "the unpublish must not write while the publish does"
+    );
+    assert!(!unpublish.is_finished());
+    w.gate.release(2);
+    assert_eq!(done(hot).await.unwrap(), PublishOutcome::Attached);
+    tokio::time::timeout(Duration::from_secs(30), unpublish)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(w.fencing.attached_nodes(&volume("vm1-root")).is_empty());
+    assert_eq!(w.grouper.users(NS, "vm1"), 0);
+}

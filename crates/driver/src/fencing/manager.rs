@@ -470,6 +470,10 @@ impl AttachmentManager {
             None => format!("detaching volume {volume_id} from every node"),
         };
         self.ensure_ready(&doing)?;
+        // Same order as publish: VMI guard before the volume lock. The PVC comes from the
+        // attachment's event target; without one the serializer looks it up from the PV.
+        let pvc = self.attachment(volume_id).and_then(|a| a.target.pvc);
+        let _serial = self.serializer.enter(volume_id, pvc.as_ref()).await;
         let _lock = self.locks.lock(volume_id).await;
         let Some(current) = self.attachment(volume_id) else {
             debug!(

@@ -1,5 +1,5 @@
-//! The seam for per-VM publish serialization (KubeVirt hotplug), an opt-in feature that is not
-//! built yet.
+//! The seam for per-VM publish/unpublish serialization (KubeVirt hotplug), an opt-in feature
+//! (`--enable-vmi-serialization`, implemented by `vmi_grouper::VmiGrouper`).
 //!
 //! KubeVirt paused VMs when several volumes of one VM were published concurrently; the earlier
 //! driver serialized ControllerPublish per VirtualMachineInstance. An implementation resolves the
@@ -8,7 +8,7 @@
 //! be resolved. It is entered before the volume lock, so the lock order is
 //! VMI guard → volume lock → state map.
 
-/// Held for the rest of a publish; dropping it lets the next publish of the same VM proceed.
+/// Held for the rest of a publish or unpublish; dropping it lets the next one of the same VM proceed.
 pub type SerialGuard = Box<dyn Send + Sync>;
 
 #[async_trait::async_trait]
