@@ -16,6 +16,7 @@ pub mod kube;
 pub mod locks;
 pub mod metrics;
 pub mod node;
+pub mod orphans;
 pub mod params;
 pub mod rpc;
 pub mod sandbox;

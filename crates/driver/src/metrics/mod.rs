@@ -110,6 +110,11 @@ impl Metrics {
         self.register_collector(Box::new(FencingCollector::new(manager)));
     }
 
+    /// Exports the orphan reconciler's counters, read on every scrape.
+    pub fn watch_orphans(&self, reconciler: Arc<crate::orphans::OrphanReconciler>) {
+        self.register_collector(Box::new(crate::orphans::OrphanCollector::new(reconciler)));
+    }
+
     /// Counts the node service's events and forwards them to `inner`; hand the result to
     /// `NodeService::new_observed`.
     pub fn node_observer(&self, inner: Arc<dyn NodeObserver>) -> Arc<dyn NodeObserver> {
