@@ -38,6 +38,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Call any CSI RPC on a driver socket and print the reply as JSON.
     Csi(CsiArgs),
+    /// Print the orphan reconciler's latest findings (JSON) from a controller's HTTP endpoint.
+    Orphans(OrphansArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -182,6 +184,26 @@ pub struct KubeArgs {
     pub vmi_cache_ttl: Duration,
 }
 
+/// The orphan reconciler. On by default in dry-run: reporting costs three prints per backend
+/// per interval and deletes nothing, while deletion needs an explicit `--orphan-delete`.
+#[derive(Debug, Clone, Args)]
+pub struct OrphanArgs {
+    /// Look for disks and backing files under the volume paths that no PersistentVolume refers
+    /// to, and report them (logs, metrics, GET /orphans). Needs the Kubernetes API.
+    #[arg(long, env = "RDS_CSI_ENABLE_ORPHAN_RECONCILER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_orphan_reconciler: bool,
+    /// Delete orphans whose grace period has passed (default: report only, dry-run).
+    #[arg(long, env = "RDS_CSI_ORPHAN_DELETE")]
+    pub orphan_delete: bool,
+    /// How long an orphan must have been seen by this controller before it is due; the clock
+    /// starts over after a restart.
+    #[arg(long, env = "RDS_CSI_ORPHAN_GRACE_PERIOD", default_value = "1h", value_parser = parse_duration)]
+    pub orphan_grace_period: Duration,
+    /// Pause between orphan passes.
+    #[arg(long, env = "RDS_CSI_ORPHAN_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub orphan_check_interval: Duration,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ControllerArgs {
     #[command(flatten)]
@@ -190,6 +212,8 @@ pub struct ControllerArgs {
     pub rds: RdsArgs,
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub orphans: OrphanArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -280,6 +304,8 @@ pub struct AllArgs {
     pub node: NodeOnlyArgs,
     #[command(flatten)]
     pub kube: KubeArgs,
+    #[command(flatten)]
+    pub orphans: OrphanArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -335,6 +361,16 @@ pub struct CsiArgs {
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: CsiCommand,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OrphansArgs {
+    /// Base URL of the controller's HTTP endpoint (its --metrics-address); `/orphans` is added.
+    #[arg(long, env = "RDS_CSI_URL", default_value = "http://127.0.0.1:9809")]
+    pub url: String,
+    /// Deadline for connecting and reading the answer.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.

@@ -1,4 +1,5 @@
-//! The process's HTTP side: `/metrics` for Prometheus, `/healthz` and `/readyz` for kubelet.
+//! The process's HTTP side: `/metrics` for Prometheus, `/healthz` and `/readyz` for kubelet,
+//! `/orphans` (controller) for operators, and the client `rds-csi orphans` uses to read it.
 //!
 //! Plain HTTP/1.1 on hyper, because three fixed paths do not need a framework. Every connection
 //! has a header-read deadline (a client that never finishes its request cannot pin a task), and
@@ -48,6 +49,8 @@ pub type ReadyCheck = Arc<dyn Fn() -> ReadyFuture + Send + Sync>;
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub ready: ReadyCheck,
+    /// The orphan reconciler's report, served on `/orphans` (controller only).
+    pub orphans: Option<Arc<driver::orphans::OrphanReconciler>>,
 }
 
 /// A running HTTP endpoint.
@@ -156,7 +159,7 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
-    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/orphans");
     if !known {
         return Ok(text(StatusCode::NOT_FOUND, "not found"));
     }
@@ -172,6 +175,17 @@ async fn handle(
             }
         },
         "/healthz" => text(StatusCode::OK, "ok"),
+        "/orphans" => match &eps.orphans {
+            Some(o) => {
+                let mut body = o.report_json();
+                body.push('\n');
+                reply(StatusCode::OK, "application/json", body)
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no orphan reconciler in this process (only controller and all have one)",
+            ),
+        },
         _ => match tokio::time::timeout(READY_LIMIT, (eps.ready)()).await {
             Ok(Ok(())) => text(StatusCode::OK, "ready"),
             Ok(Err(why)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
@@ -182,6 +196,51 @@ async fn handle(
         },
     };
     Ok(resp)
+}
+
+/// `GET <base>/orphans` and prints the body: a plain HTTP/1.1 exchange, since the endpoint is
+/// ours and plain HTTP. The whole exchange is bounded by `limit`.
+pub async fn print_orphans(base: &str, limit: Duration) -> Result<(), String> {
+    let body = tokio::time::timeout(limit, fetch(base, "/orphans"))
+        .await
+        .map_err(|_| format!("no answer from {base} within {limit:?}"))??;
+    print!("{body}");
+    Ok(())
+}
+
+async fn fetch(base: &str, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = base
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{base:?}: only http:// URLs are supported"))?;
+    let (authority, prefix) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, String::new()),
+    };
+    let mut stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+    let request =
+        format!("GET {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("sending the request to {authority}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("reading the answer from {authority}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{authority} sent no complete HTTP answer"))?;
+    let status = head.split(' ').nth(1).unwrap_or("?");
+    if status != "200" {
+        return Err(format!("{base}{path}: HTTP {status}: {}", body.trim()));
+    }
+    Ok(body.to_string())
 }
 
 /// Controller readiness: every backend answered a ping within `limit`, now or in the last few
@@ -302,6 +361,7 @@ mod tests {
             Endpoints {
                 metrics: Metrics::new(),
                 ready: toggled(flag.clone()),
+                orphans: None,
             },
             stop_rx,
         )
@@ -341,6 +401,7 @@ mod tests {
         let eps = || Endpoints {
             metrics: Metrics::new(),
             ready: all_ready(vec![]),
+            orphans: None,
         };
         assert!(start("", eps(), rx.clone()).await.unwrap().is_none());
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -361,6 +422,25 @@ mod tests {
         assert_eq!(check().await, Ok(()));
         up.store(false, Ordering::SeqCst);
         assert!(check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_orphans_client_reports_http_errors_with_the_servers_reason() {
+        let (stop, rx) = watch::channel(false);
+        let eps = Endpoints {
+            metrics: Metrics::new(),
+            ready: all_ready(vec![]),
+            orphans: None,
+        };
+        let server = start("127.0.0.1:0", eps, rx).await.unwrap().unwrap();
+        let base = format!("http://{}", server.local_addr);
+        let err = fetch(&base, "/orphans").await.unwrap_err();
+        assert!(err.contains("HTTP 404"), "{err}");
+        assert!(err.contains("no orphan reconciler"), "{err}");
+        assert_eq!(fetch(&base, "/healthz").await.unwrap(), "ok\n");
+        assert!(fetch("https://x", "/orphans").await.is_err());
+        stop.send(true).unwrap();
+        server.join().await;
     }
 
     #[test]

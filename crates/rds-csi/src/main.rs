@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             Command::Csi(a) => csi_cmd::run(&a.endpoint, a.timeout, a.command)
                 .await
                 .map_err(|e| e.to_string()),
+            Command::Orphans(a) => http::print_orphans(&a.url, a.timeout).await,
         }
     });
     match result {

@@ -11,11 +11,14 @@ use driver::fencing::{
 };
 use driver::kube::{ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, component};
 use driver::metrics::Metrics;
+use driver::orphans::{OrphanConfig, OrphanReconciler};
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tracing::{error, info, warn};
 
-use crate::args::{AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, RdsArgs, ServeArgs};
+use crate::args::{
+    AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, OrphanArgs, RdsArgs, ServeArgs,
+};
 use crate::http::{self, Endpoints, ReadyCheck};
 use crate::shutdown;
 
@@ -24,15 +27,21 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub async fn controller(a: ControllerArgs) -> Result<(), String> {
     let metrics = observability(&a.serve)?;
     let kube = kube_client(&a.kube).await?;
-    let c = controller_parts(&a.serve, &a.rds, &a.kube, kube, &metrics).await?;
+    let c = controller_parts(&a.serve, &a.rds, &a.kube, &a.orphans, kube, &metrics).await?;
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
         node: None,
     };
     let reconciler = c.fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services, metrics, Some(c.ready)).await;
+    // After the fencing rebuild (controller_parts), like the attachment reconciler.
+    let orphans = c.orphans.spawn();
+    let result =
+        serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
     reconciler.abort();
+    if let Some(o) = orphans {
+        o.abort();
+    }
     result
 }
 
@@ -50,21 +59,34 @@ pub async fn node(a: NodeArgs) -> Result<(), String> {
         controller: None,
         node: Some(node_service(&a.node, kube, &metrics)?),
     };
-    serve_until_signal(&a.serve, services, metrics, None).await
+    serve_until_signal(&a.serve, services, metrics, None, None).await
 }
 
 pub async fn all(a: AllArgs) -> Result<(), String> {
     let metrics = observability(&a.serve)?;
     let kube = kube_client(&a.kube).await?;
-    let c = controller_parts(&a.serve, &a.rds, &a.kube, kube.clone(), &metrics).await?;
+    let c = controller_parts(
+        &a.serve,
+        &a.rds,
+        &a.kube,
+        &a.orphans,
+        kube.clone(),
+        &metrics,
+    )
+    .await?;
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
         node: Some(node_service(&a.node, kube, &metrics)?),
     };
     let reconciler = c.fencing.spawn_reconciler();
-    let result = serve_until_signal(&a.serve, services, metrics, Some(c.ready)).await;
+    let orphans = c.orphans.spawn();
+    let result =
+        serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
     reconciler.abort();
+    if let Some(o) = orphans {
+        o.abort();
+    }
     result
 }
 
@@ -73,6 +95,7 @@ struct ControllerParts {
     identity: IdentityService,
     controller: ControllerService,
     fencing: Arc<AttachmentManager>,
+    orphans: Arc<OrphanReconciler>,
     ready: ReadyCheck,
 }
 
@@ -80,6 +103,7 @@ async fn controller_parts(
     s: &ServeArgs,
     r: &RdsArgs,
     k: &KubeArgs,
+    o: &OrphanArgs,
     kube: Option<::kube::Client>,
     metrics: &Arc<Metrics>,
 ) -> Result<ControllerParts, String> {
@@ -92,14 +116,52 @@ async fn controller_parts(
         Some(backends.clone()),
         r.probe_timeout,
     );
+    let orphans = Arc::new(orphan_reconciler(s, k, o, kube.clone(), backends.clone()));
+    metrics.watch_orphans(orphans.clone());
     let fencing = start_fencing(s, k, kube).await?;
     metrics.watch_fencing(fencing.clone());
     Ok(ControllerParts {
         identity,
         controller: ControllerService::new(backends, fencing.clone()),
         fencing,
+        orphans,
         ready,
     })
+}
+
+/// The orphan reconciler (built always, so its report and metrics say whether it runs). It
+/// runs only with a Kubernetes API: without PVs to compare with, every volume would look
+/// orphaned.
+fn orphan_reconciler(
+    s: &ServeArgs,
+    k: &KubeArgs,
+    o: &OrphanArgs,
+    kube: Option<::kube::Client>,
+    backends: Arc<Backends>,
+) -> OrphanReconciler {
+    let config = OrphanConfig {
+        grace_period: o.orphan_grace_period,
+        interval: o.orphan_check_interval,
+        delete: o.orphan_delete,
+        api_timeout: k.kube_timeout,
+    };
+    let (cluster, enabled): (Arc<dyn Cluster>, bool) = match kube {
+        Some(client) => (
+            Arc::new(KubeCluster::new(client, s.driver_name.clone()).with_timeout(k.kube_timeout)),
+            o.enable_orphan_reconciler,
+        ),
+        None => {
+            if o.enable_orphan_reconciler {
+                warn!(
+                    "orphan reconciler off: without Kubernetes (--no-kubernetes) there are no PersistentVolumes to compare volumes with"
+                );
+            }
+            (Arc::new(MemoryCluster::new()), false)
+        }
+    };
+    // Single controller replica today, so it is always the leader; leader election plugs in
+    // through `with_leader_check`.
+    OrphanReconciler::new(backends, cluster, config, enabled).with_leader_check(Arc::new(|| true))
 }
 
 /// The Kubernetes client, unless the operator explicitly runs without one. A controller that
@@ -274,6 +336,7 @@ async fn serve_until_signal(
     services: Services,
     metrics: Arc<Metrics>,
     ready: Option<ReadyCheck>,
+    orphans: Option<Arc<OrphanReconciler>>,
 ) -> Result<(), String> {
     let socket = socket_path(&s.endpoint)?;
     info!(version = VERSION, driver = %s.driver_name, "rds-csi starting");
@@ -282,6 +345,7 @@ async fn serve_until_signal(
     let endpoints = Endpoints {
         metrics,
         ready: http::all_ready(checks),
+        orphans,
     };
     let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
     // A taken port must not take storage down with it; the liveness probe reports it instead.
