@@ -156,8 +156,8 @@ impl MountTable {
 /// stuck procfs cannot pin the caller.
 pub async fn read_mount_table(path: &Path, deadline: Duration) -> Result<MountTable> {
     let owned = path.to_path_buf();
-    match tokio::time::timeout(deadline, tokio::fs::read_to_string(&owned)).await {
-        Ok(Ok(text)) => Ok(MountTable::parse(&text)),
+    match tokio::time::timeout(deadline, tokio::fs::read(&owned)).await {
+        Ok(Ok(bytes)) => Ok(MountTable::parse(&escape_invalid_utf8(&bytes))),
         Ok(Err(source)) => Err(Error::Read {
             path: owned,
             source,
@@ -167,6 +167,22 @@ pub async fn read_mount_table(path: &Path, deadline: Duration) -> Result<MountTa
             deadline,
         }),
     }
+}
+
+/// The kernel writes mount-point bytes as they are (only space, tab, newline and backslash are
+/// escaped), so one non-UTF-8 mount anywhere on the node would otherwise fail the whole read.
+/// Invalid bytes become `\ooo` escapes, which the parser decodes back to the exact bytes; this is
+/// unambiguous because a literal backslash always arrives escaped as `\134`.
+fn escape_invalid_utf8(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\{b:03o}");
+        }
+    }
+    out
 }
 
 /// Lexical normalisation: drops `.`, repeated and trailing separators, resolves `..` textually.
