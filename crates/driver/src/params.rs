@@ -168,9 +168,12 @@ pub fn parse<'b>(
     let mut timeouts = Timeouts::default();
     if let Some(v) = params.get(P_CTRL_LOSS_TMO) {
         let n: i64 = parse_int(P_CTRL_LOSS_TMO, v)?;
-        if n < -1 {
+        // The node hands this to the kernel as an unsigned 32-bit count of seconds; accepting
+        // more here would provision volumes that no node can ever stage.
+        if n < -1 || n > i64::from(u32::MAX) {
             return Err(invalid(format!(
-                "ctrlLossTmo must be -1 (unlimited), 0 (kernel default), or positive; got {n}"
+                "ctrlLossTmo must be -1 (unlimited), 0 (kernel default), or positive up to {}; got {n}",
+                u32::MAX
             )));
         }
         timeouts.ctrl_loss_tmo = n;
