@@ -108,6 +108,15 @@ pub struct AttachmentManager {
     pub(super) counters: Counters,
     /// VolumeAttachments already reported as stuck, so each is reported once.
     pub(super) reported_vas: Mutex<HashSet<String>>,
+    /// With controller HA, only the Lease holder may decide attachments.
+    pub(super) leader: Option<Arc<dyn LeaderGate>>,
+}
+
+/// Says whether this replica may serve publish/unpublish (controller HA). Two replicas deciding
+/// on two in-memory states could attach one volume to two nodes, so a follower refuses.
+pub trait LeaderGate: Send + Sync {
+    /// `Some(why)` while this replica must not serve, e.g. "not the leader; the leader is X".
+    fn refusal(&self) -> Option<String>;
 }
 
 impl AttachmentManager {
@@ -122,7 +131,20 @@ impl AttachmentManager {
             ready: AtomicBool::new(false),
             counters: Counters::default(),
             reported_vas: Mutex::new(HashSet::new()),
+            leader: None,
         }
+    }
+
+    /// Refuses publish/unpublish (UNAVAILABLE, so the CO retries) while `gate` says so.
+    pub fn with_leader_gate(mut self, gate: Arc<dyn LeaderGate>) -> Self {
+        self.leader = Some(gate);
+        self
+    }
+
+    /// Marks the state stale (leadership lost): publishes are refused and the reconciler idles
+    /// until `rebuild` reads the state afresh, since the new leader may change it meanwhile.
+    pub fn suspend(&self) {
+        self.ready.store(false, Ordering::SeqCst);
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -170,6 +192,9 @@ impl AttachmentManager {
     }
 
     fn ensure_ready(&self, doing: &str) -> Result<()> {
+        if let Some(why) = self.leader.as_ref().and_then(|g| g.refusal()) {
+            return Err(DriverError::Unavailable(format!("{doing}: {why}")));
+        }
         if self.is_ready() {
             Ok(())
         } else {
@@ -638,6 +663,38 @@ mod tests {
         assert_eq!(migration_timeout(&ctx, d), Duration::from_secs(3600));
         ctx.insert(params::C_MIGRATION_TIMEOUT.to_string(), "soon".to_string());
         assert_eq!(migration_timeout(&ctx, d), d);
+    }
+
+    struct Gate(std::sync::atomic::AtomicBool);
+    impl LeaderGate for Gate {
+        fn refusal(&self) -> Option<String> {
+            (!self.0.load(Ordering::SeqCst)).then(|| "not the leader; the leader is pod-b".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_refuses_publish_naming_the_leader_and_serves_once_leading() {
+        let gate = Arc::new(Gate(AtomicBool::new(false)));
+        let cluster = Arc::new(super::super::MemoryCluster::new());
+        let m = AttachmentManager::new(cluster, FencingConfig::default())
+            .with_leader_gate(gate.clone());
+        m.rebuild().await.unwrap();
+        let req = PublishRequest {
+            volume_id: "default:pvc-1".into(),
+            node: "n1".into(),
+            sharing: Sharing::SingleNode,
+            volume_context: HashMap::new(),
+        };
+        let err = m.publish(&req).await.unwrap_err();
+        assert!(matches!(err, DriverError::Unavailable(_)), "{err:?}");
+        assert!(err.to_string().contains("the leader is pod-b"), "{err}");
+        let err = m.unpublish("default:pvc-1", Some("n1")).await.unwrap_err();
+        assert!(matches!(err, DriverError::Unavailable(_)), "{err:?}");
+        gate.0.store(true, Ordering::SeqCst);
+        assert_eq!(m.publish(&req).await.unwrap(), PublishOutcome::Attached);
+        m.suspend();
+        let err = m.publish(&req).await.unwrap_err();
+        assert!(err.to_string().contains("not been rebuilt"), "{err}");
     }
 
     #[test]

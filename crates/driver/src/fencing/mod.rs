@@ -27,7 +27,7 @@ pub mod vmi_grouper;
 
 pub use cluster::Cluster;
 pub use manager::{
-    AttachmentManager, FencingConfig, PublishOutcome, PublishRequest, UnpublishOutcome,
+    AttachmentManager, FencingConfig, LeaderGate, PublishOutcome, PublishRequest, UnpublishOutcome,
 };
 pub use memory::MemoryCluster;
 pub use state::Sharing;
