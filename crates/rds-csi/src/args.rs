@@ -182,6 +182,25 @@ pub struct KubeArgs {
     /// `--enable-vmi-serialization`; 0 means the default.
     #[arg(long, env = "RDS_CSI_VMI_CACHE_TTL", default_value = "60s", value_parser = parse_duration)]
     pub vmi_cache_ttl: Duration,
+    /// Controller HA: elect one replica through a coordination.k8s.io Lease; only the leader
+    /// serves ControllerPublish/Unpublish and runs the reconcilers (followers answer
+    /// UNAVAILABLE). Always off with `--no-kubernetes`; ignored by the node.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (the controller's own namespace in a pod).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kube-system")]
+    pub leader_election_namespace: String,
+    /// How long a leader's Lease stays valid without renewal: the failover time after a
+    /// leader dies without releasing it (SIGKILL, node loss), plus one retry period.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// A leader that cannot renew its Lease for this long stops serving; must be shorter than
+    /// the lease duration so it has stopped before anyone else may lead.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// Pause between attempts to acquire or renew the Lease.
+    #[arg(long, env = "RDS_CSI_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
 }
 
 /// The orphan reconciler. On by default in dry-run: reporting costs three prints per backend

@@ -1,19 +1,26 @@
 //! `controller`, `node` and `all`: build the services from flags and serve them.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driver::config::{BackendSettings, build_backend, read_backends_file};
 use driver::fencing::serialize::PublishSerializer;
 use driver::fencing::{
-    AttachmentManager, Cluster, FencingConfig, MemoryCluster, VmiGrouper, VmiGrouperConfig,
+    AttachmentManager, Cluster, FencingConfig, LeaderGate, MemoryCluster, VmiGrouper,
+    VmiGrouperConfig,
 };
-use driver::kube::{ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, component};
+use driver::kube::{
+    ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, LeaderConfig, LeaderElector,
+    component, leader,
+};
 use driver::metrics::Metrics;
 use driver::orphans::{OrphanConfig, OrphanReconciler};
 use driver::server::{Services, serve};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::args::{
@@ -33,15 +40,10 @@ pub async fn controller(a: ControllerArgs) -> Result<(), String> {
         controller: Some(c.controller),
         node: None,
     };
-    let reconciler = c.fencing.spawn_reconciler();
-    // After the fencing rebuild (controller_parts), like the attachment reconciler.
-    let orphans = c.orphans.spawn();
+    let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
         serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
-    reconciler.abort();
-    if let Some(o) = orphans {
-        o.abort();
-    }
+    background.stop().await;
     result
 }
 
@@ -79,14 +81,10 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
         controller: Some(c.controller),
         node: Some(node_service(&a.node, kube, &metrics)?),
     };
-    let reconciler = c.fencing.spawn_reconciler();
-    let orphans = c.orphans.spawn();
+    let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
         serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
-    reconciler.abort();
-    if let Some(o) = orphans {
-        o.abort();
-    }
+    background.stop().await;
     result
 }
 
@@ -97,6 +95,8 @@ struct ControllerParts {
     fencing: Arc<AttachmentManager>,
     orphans: Arc<OrphanReconciler>,
     ready: ReadyCheck,
+    /// The election, when this replica must win a Lease before serving publish.
+    ha: Option<Arc<HaGate>>,
 }
 
 async fn controller_parts(
@@ -107,6 +107,7 @@ async fn controller_parts(
     kube: Option<::kube::Client>,
     metrics: &Arc<Metrics>,
 ) -> Result<ControllerParts, String> {
+    let ha = ha_gate(s, k, kube.clone())?;
     let backends = backends_from(r, metrics)?;
     let ready = http::backends_ready(backends.clone(), r.probe_timeout);
     check_reachable(&backends).await;
@@ -116,9 +117,16 @@ async fn controller_parts(
         Some(backends.clone()),
         r.probe_timeout,
     );
-    let orphans = Arc::new(orphan_reconciler(s, k, o, kube.clone(), backends.clone()));
+    let orphans = Arc::new(orphan_reconciler(
+        s,
+        k,
+        o,
+        kube.clone(),
+        backends.clone(),
+        ha.clone(),
+    ));
     metrics.watch_orphans(orphans.clone());
-    let fencing = start_fencing(s, k, kube).await?;
+    let fencing = start_fencing(s, k, kube, ha.clone()).await?;
     metrics.watch_fencing(fencing.clone());
     Ok(ControllerParts {
         identity,
@@ -126,7 +134,183 @@ async fn controller_parts(
         fencing,
         orphans,
         ready,
+        ha,
     })
+}
+
+/// Controller HA: whether this replica may serve publish/unpublish right now. It may once it
+/// holds the Lease AND has rebuilt the attachment state since gaining it; it stops the moment
+/// the elector reports the Lease lost, without waiting for `Background` to react.
+struct HaGate {
+    elector: Arc<LeaderElector>,
+    rebuilt: AtomicBool,
+}
+
+impl HaGate {
+    fn serving(&self) -> bool {
+        self.elector.is_leader() && self.rebuilt.load(Ordering::SeqCst)
+    }
+}
+
+impl LeaderGate for HaGate {
+    fn refusal(&self) -> Option<String> {
+        if self.serving() {
+            return None;
+        }
+        if self.elector.is_leader() {
+            return Some(
+                "this replica just became the leader and is rebuilding the attachment state".into(),
+            );
+        }
+        let leader = self
+            .elector
+            .holder()
+            .filter(|h| h != self.elector.identity())
+            .unwrap_or_else(|| "not known yet (no replica holds the Lease)".into());
+        Some(format!("not the leader; the leader is {leader}"))
+    }
+}
+
+/// The election, when on: only with a Kubernetes API (there is no Lease without one).
+fn ha_gate(
+    s: &ServeArgs,
+    k: &KubeArgs,
+    kube: Option<::kube::Client>,
+) -> Result<Option<Arc<HaGate>>, String> {
+    let Some(client) = kube.filter(|_| k.leader_election) else {
+        if !k.leader_election {
+            warn!(
+                "leader election off (--leader-election=false): run ONE controller replica only, or two could attach a volume to two nodes"
+            );
+        }
+        return Ok(None);
+    };
+    let config = LeaderConfig {
+        namespace: k.leader_election_namespace.clone(),
+        lease_name: leader::lease_name(&s.driver_name),
+        identity: leader::default_identity(),
+        lease_duration: k.leader_election_lease_duration,
+        renew_deadline: k.leader_election_renew_deadline,
+        retry_period: k.leader_election_retry_period,
+        api_timeout: k.kube_timeout,
+    };
+    let elector = LeaderElector::new(client, config).map_err(|e| e.to_string())?;
+    Ok(Some(Arc::new(HaGate {
+        elector,
+        rebuilt: AtomicBool::new(false),
+    })))
+}
+
+/// What runs beside the RPCs: the reconcilers, and with HA the election and the task that
+/// rebuilds the attachment state on gaining leadership and suspends it on losing it.
+struct Background {
+    orphans: Option<JoinHandle<()>>,
+    reconciler: Arc<Mutex<Option<JoinHandle<()>>>>,
+    election: Option<(watch::Sender<bool>, JoinHandle<()>, JoinHandle<()>)>,
+}
+
+impl Background {
+    fn start(
+        fencing: &Arc<AttachmentManager>,
+        orphans: &Arc<OrphanReconciler>,
+        ha: Option<Arc<HaGate>>,
+    ) -> Background {
+        // The orphan reconciler checks leadership itself before each pass.
+        let orphans = orphans.spawn();
+        let reconciler = Arc::new(Mutex::new(None));
+        let Some(gate) = ha else {
+            // Without HA the state was rebuilt before the socket opened (controller_parts).
+            *lock(&reconciler) = Some(fencing.spawn_reconciler());
+            return Background {
+                orphans,
+                reconciler,
+                election: None,
+            };
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let leading = gate.elector.subscribe();
+        let elector = gate.elector.spawn(stop_rx);
+        let follower = tokio::spawn(follow_leadership(
+            gate,
+            fencing.clone(),
+            leading,
+            reconciler.clone(),
+        ));
+        Background {
+            orphans,
+            reconciler,
+            election: Some((stop, elector, follower)),
+        }
+    }
+
+    /// Stops everything; a leader releases its Lease so a follower takes over at once.
+    async fn stop(self) {
+        if let Some((stop, elector, follower)) = self.election {
+            let _ = stop.send(true);
+            // The elector bounds its own API calls; this only guards against a bug there.
+            if tokio::time::timeout(Duration::from_secs(30), elector)
+                .await
+                .is_err()
+            {
+                warn!("leader election did not stop within 30s; the Lease expires on its own");
+            }
+            follower.abort();
+        }
+        if let Some(r) = lock(&self.reconciler).take() {
+            r.abort();
+        }
+        if let Some(o) = self.orphans {
+            o.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Gaining leadership: rebuild the attachment state (retrying while still leading), THEN serve
+/// publish and run the attachment reconciler. Losing it: stop both and mark the state stale.
+async fn follow_leadership(
+    gate: Arc<HaGate>,
+    fencing: Arc<AttachmentManager>,
+    mut leading: watch::Receiver<bool>,
+    reconciler: Arc<Mutex<Option<JoinHandle<()>>>>,
+) {
+    let retry = gate.elector.config().retry_period;
+    loop {
+        let is_leader = *leading.borrow_and_update();
+        if is_leader && !gate.rebuilt.load(Ordering::SeqCst) {
+            match fencing.rebuild().await {
+                Ok(report) => {
+                    gate.rebuilt.store(true, Ordering::SeqCst);
+                    info!(
+                        volumes = report.volumes,
+                        attachments = report.attachments,
+                        "leader: attachment state rebuilt; serving ControllerPublish/Unpublish"
+                    );
+                    *lock(&reconciler) = Some(fencing.spawn_reconciler());
+                }
+                Err(e) => {
+                    error!(error = %e, "leader: cannot rebuild the attachment state; publish stays refused, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = leading.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        } else if !is_leader {
+            gate.rebuilt.store(false, Ordering::SeqCst);
+            fencing.suspend();
+            if let Some(r) = lock(&reconciler).take() {
+                r.abort();
+            }
+        }
+        if leading.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The orphan reconciler (built always, so its report and metrics say whether it runs). It
@@ -138,6 +322,7 @@ fn orphan_reconciler(
     o: &OrphanArgs,
     kube: Option<::kube::Client>,
     backends: Arc<Backends>,
+    ha: Option<Arc<HaGate>>,
 ) -> OrphanReconciler {
     let config = OrphanConfig {
         grace_period: o.orphan_grace_period,
@@ -159,9 +344,12 @@ fn orphan_reconciler(
             (Arc::new(MemoryCluster::new()), false)
         }
     };
-    // Single controller replica today, so it is always the leader; leader election plugs in
-    // through `with_leader_check`.
-    OrphanReconciler::new(backends, cluster, config, enabled).with_leader_check(Arc::new(|| true))
+    // Deleting on two replicas at once would race; only the serving leader reconciles.
+    let is_leader: Arc<dyn Fn() -> bool + Send + Sync> = match ha {
+        Some(gate) => Arc::new(move || gate.serving()),
+        None => Arc::new(|| true),
+    };
+    OrphanReconciler::new(backends, cluster, config, enabled).with_leader_check(is_leader)
 }
 
 /// The Kubernetes client, unless the operator explicitly runs without one. A controller that
@@ -208,10 +396,14 @@ fn fencing_cluster(s: &ServeArgs, k: &KubeArgs, kube: Option<::kube::Client>) ->
 /// that answered ControllerPublish on an empty state could attach a volume to a second node.
 /// If the state cannot be read, the controller does not start (the error names the cause and
 /// Kubernetes restarts it with backoff).
+///
+/// With leader election the rebuild waits for leadership instead (`Background`): a follower's
+/// state would be stale by the time it leads.
 async fn start_fencing(
     s: &ServeArgs,
     k: &KubeArgs,
     kube: Option<::kube::Client>,
+    ha: Option<Arc<HaGate>>,
 ) -> Result<Arc<AttachmentManager>, String> {
     let pods = kube.clone().filter(|_| k.enable_vmi_serialization);
     let cluster = fencing_cluster(s, k, kube);
@@ -223,6 +415,13 @@ async fn start_fencing(
     let mut manager = AttachmentManager::new(cluster.clone(), config);
     if let Some(grouper) = vmi_grouper(k, pods, cluster) {
         manager = manager.with_serializer(grouper);
+    }
+    if let Some(gate) = ha {
+        let manager = Arc::new(manager.with_leader_gate(gate));
+        info!(
+            "leader election on: attachment state is rebuilt when this replica becomes the leader"
+        );
+        return Ok(manager);
     }
     let manager = Arc::new(manager);
     let report = manager

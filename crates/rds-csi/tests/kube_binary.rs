@@ -153,6 +153,21 @@ fn start_controller(dir: &Path, port: u16, fp: &str, kc: &str, driver: &str) -> 
         assert!(Instant::now() < deadline, "controller never served");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Publish is served once this process holds the leader Lease and rebuilt its state; after a
+    // SIGKILL the dead predecessor's Lease must expire first (lease duration + retry period).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !csi(
+        &socket,
+        &["unpublish", "default:pvc-leader-probe", "--node", "none"],
+    )
+    .0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "controller never became the leader"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     Proc(child)
 }
 

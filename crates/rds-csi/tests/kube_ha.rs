@@ -1,0 +1,370 @@
+//! Controller HA against a real kube-apiserver (started by `scripts/test-kube`): two controller
+//! processes elect one leader through a Lease, the follower refuses publish naming the leader,
+//! and after the leader is SIGKILLed the follower takes over within 30 s with the attachment
+//! state rebuilt (a conflicting publish is still refused).
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rds-csi");
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubeconfigs() -> Option<(String, String)> {
+    match (
+        std::env::var("RDS_CSI_KUBECONFIG_ADMIN"),
+        std::env::var("RDS_CSI_KUBECONFIG_CONTROLLER"),
+    ) {
+        (Ok(a), Ok(c)) => Some((a, c)),
+        _ => {
+            let msg = "no kube-apiserver (RDS_CSI_KUBECONFIG_* unset); run scripts/test-kube";
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+            eprintln!("*** SKIPPED controller binary against Kubernetes: {msg} ***");
+            None
+        }
+    }
+}
+
+fn kubectl(kc: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new("kubectl")
+        .args(["--kubeconfig", kc, "--request-timeout=20s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "kubectl (Debian package kubernetes-client) is needed; scripts/test-kube installs it",
+        );
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn apply(kc: &str, json: serde_json::Value) {
+    let (ok, out) = kubectl(kc, &["apply", "-f", "-"], Some(&json.to_string()));
+    assert!(ok, "kubectl apply: {out}");
+}
+
+fn csi(socket: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args([
+            "csi",
+            "--endpoint",
+            &format!("unix://{}", socket.display()),
+            "--timeout",
+            "30s",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn start_sim(dir: &Path) -> (Proc, u16, String) {
+    let (private_key, public_line) = rds_sim::generate_client_key().unwrap();
+    std::fs::write(dir.join("id"), private_key).unwrap();
+    std::fs::write(dir.join("auth"), public_line).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--authorized-keys",
+        ])
+        .arg(dir.join("auth"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut fp = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(f) = line.unwrap().strip_prefix("pin it with: --rds-host-key ") {
+            fp = f.trim().into();
+            break;
+        }
+    }
+    (Proc(child), port, fp)
+}
+
+/// Starts a controller serving on `socket`, named `pod` (the Lease identity starts with it).
+/// Waits only for the socket: a follower serves everything but publish/unpublish.
+fn start_controller(
+    dir: &Path,
+    socket: &Path,
+    pod: &str,
+    port: u16,
+    fp: &str,
+    kc: &str,
+    driver: &str,
+) -> Proc {
+    let child = Command::new(BIN)
+        .args([
+            "controller",
+            "--metrics-address",
+            "",
+            "--driver-name",
+            driver,
+            "--kubeconfig",
+            kc,
+            "--leader-election-namespace",
+            "kube-system",
+            "--endpoint",
+        ])
+        .arg(socket)
+        .args([
+            "--rds-address",
+            "127.0.0.1",
+            "--rds-port",
+            &port.to_string(),
+            "--rds-host-key",
+            fp,
+        ])
+        .arg("--rds-key-file")
+        .arg(dir.join("id"))
+        .env("POD_NAME", pod)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !csi(socket, &["probe"]).0 {
+        assert!(Instant::now() < deadline, "controller {pod} never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Proc(child)
+}
+
+fn lease_holder(admin: &str, lease: &str) -> String {
+    let (ok, out) = kubectl(
+        admin,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            lease,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    if ok {
+        out.trim().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// True while the answer is a leadership refusal (not a fencing decision).
+fn refused_for_leadership(out: &str) -> bool {
+    out.contains("UNAVAILABLE")
+        && (out.contains("not the leader") || out.contains("rebuilding the attachment state"))
+}
+
+#[test]
+fn two_controllers_elect_one_leader_and_the_follower_takes_over_after_sigkill() {
+    let Some((admin, controller_kc)) = kubeconfigs() else {
+        return;
+    };
+    let (ok, out) = kubectl(
+        &admin,
+        &[
+            "apply",
+            "-k",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/rbac"),
+        ],
+        None,
+    );
+    assert!(ok, "applying the RBAC manifests: {out}");
+    let suffix = format!("{:08x}", rand_suffix());
+    let driver = format!("ha-{suffix}.csi.test");
+    let lease = format!("rds-csi-ha-{suffix}-csi-test");
+    let ns = format!("ha-{suffix}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, port, fp) = start_sim(dir.path());
+    let (pod_a, pod_b) = (format!("ctl-a-{suffix}"), format!("ctl-b-{suffix}"));
+    let (sock_a, sock_b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let ctl_a = start_controller(
+        dir.path(),
+        &sock_a,
+        &pod_a,
+        port,
+        &fp,
+        &controller_kc,
+        &driver,
+    );
+    let ctl_b = start_controller(
+        dir.path(),
+        &sock_b,
+        &pod_b,
+        port,
+        &fp,
+        &controller_kc,
+        &driver,
+    );
+
+    // Exactly one of them holds the Lease.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        let h = lease_holder(&admin, &lease);
+        if !h.is_empty() {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took Lease kube-system/{lease}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let a_leads = holder.starts_with(&format!("{pod_a}_"));
+    assert!(
+        a_leads || holder.starts_with(&format!("{pod_b}_")),
+        "holder {holder} is neither controller"
+    );
+    let (mut leader, _follower, leader_sock, follower_sock, follower_pod) = if a_leads {
+        (ctl_a, ctl_b, sock_a, sock_b, pod_b.clone())
+    } else {
+        (ctl_b, ctl_a, sock_b, sock_a, pod_a.clone())
+    };
+
+    // CreateVolume needs no Lease: the follower serves it too.
+    let pv = format!("pvc-{suffix}-0000-4000-8000-000000000002");
+    let (ok, out) = csi(
+        &follower_sock,
+        &["create-volume", "--name", &pv, "--size", "1Gi"],
+    );
+    assert!(ok, "a follower serves CreateVolume: {out}");
+    let id = format!("default:{pv}");
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": pv, "storageClassName": ""}}),
+    );
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                 "claimRef": {"namespace": ns, "name": "data"}, "csi": {"driver": driver, "volumeHandle": id}}}),
+    );
+    for node in ["n1", "n2"] {
+        apply(
+            &admin,
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("{node}-{suffix}")}}),
+        );
+    }
+    let (n1, n2) = (format!("n1-{suffix}"), format!("n2-{suffix}"));
+
+    // The leader publishes (once its state is rebuilt).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = csi(&leader_sock, &["publish", &id, "--node", &n1]);
+        if ok {
+            break;
+        }
+        assert!(
+            refused_for_leadership(&out),
+            "publish through the leader: {out}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the leader never served publish: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "VolumeAttachment",
+        "metadata": {"name": format!("va-{suffix}")},
+        "spec": {"attacher": driver, "nodeName": n1, "source": {"persistentVolumeName": pv}}}),
+    );
+
+    // The follower refuses and names the leader.
+    let (ok, out) = csi(&follower_sock, &["publish", &id, "--node", &n1]);
+    assert!(
+        !ok && out.contains("UNAVAILABLE")
+            && out.contains("not the leader")
+            && out.contains(&holder),
+        "a follower must refuse publish naming the leader: {out}"
+    );
+    let (ok, out) = csi(&follower_sock, &["unpublish", &id, "--node", &n1]);
+    assert!(
+        !ok && out.contains("not the leader"),
+        "and unpublish: {out}"
+    );
+
+    // SIGKILL the leader: no release, the follower waits for the Lease to expire.
+    let killed = Instant::now();
+    let _ = leader.0.kill();
+    let _ = leader.0.wait();
+    let out = loop {
+        let (ok, out) = csi(&follower_sock, &["publish", &id, "--node", &n2]);
+        assert!(!ok, "the conflicting publish must never succeed: {out}");
+        if !refused_for_leadership(&out) {
+            break out;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no failover within 30s: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("failover after SIGKILL: {:?}", killed.elapsed());
+    assert!(
+        out.contains("FAILED_PRECONDITION") && out.contains(&n1),
+        "the new leader rebuilt the fence on {n1}: {out}"
+    );
+    assert!(
+        lease_holder(&admin, &lease).starts_with(&format!("{follower_pod}_")),
+        "the Lease names the new leader"
+    );
+    let (ok, out) = csi(&follower_sock, &["publish", &id, "--node", &n1]);
+    assert!(ok, "the new leader serves publish: {out}");
+    let (ok, out) = csi(&follower_sock, &["unpublish", &id, "--node", &n1]);
+    assert!(ok, "and unpublish: {out}");
+}
+
+fn rand_suffix() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    t.subsec_nanos() ^ std::process::id()
+}
