@@ -514,6 +514,27 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         if let Err(e) = cluster.node_state("n1").await {
             failed.push(format!("node_state: {e}"));
         }
+        // Leader election: the first round creates the Lease, the second renews it.
+        let config = driver::kube::LeaderConfig {
+            namespace: "kube-system".into(),
+            lease_name: unique("rds-csi-rbac"),
+            identity: "rbac-test_0".into(),
+            lease_duration: std::time::Duration::from_secs(15),
+            renew_deadline: std::time::Duration::from_secs(10),
+            retry_period: std::time::Duration::from_secs(2),
+            api_timeout: std::time::Duration::from_secs(10),
+        };
+        match driver::kube::LeaderElector::new(identity.clone(), config) {
+            Ok(elector) => {
+                for round in ["creating", "renewing"] {
+                    match elector.try_acquire_or_renew().await {
+                        Ok(true) => {}
+                        other => failed.push(format!("leader Lease, {round}: {other:?}")),
+                    }
+                }
+            }
+            Err(e) => failed.push(format!("leader election config: {e}")),
+        }
     }
 
     // On the PVC, twice (the second bumps the count).
@@ -580,8 +601,8 @@ async fn rbac_manifests_grant_the_driver_exactly_what_it_uses() {
         .collect();
     assert_eq!(
         roles.len(),
-        2,
-        "one role for the controller, one for the node"
+        3,
+        "one role for the controller, one for its leader Lease, one for the node"
     );
 
     // The sidecars' rules overlap the driver's: unbind them so only the driver's roles count.
