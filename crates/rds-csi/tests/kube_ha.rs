@@ -1,7 +1,8 @@
 //! Controller HA against a real kube-apiserver (started by `scripts/test-kube`): two controller
 //! processes elect one leader through a Lease, the follower refuses publish naming the leader,
 //! and after the leader is SIGKILLed the follower takes over within 30 s with the attachment
-//! state rebuilt (a conflicting publish is still refused).
+//! state rebuilt (a conflicting publish is still refused); a leader stopped with SIGTERM
+//! releases the Lease for a third replica.
 
 #![allow(clippy::unwrap_used)]
 
@@ -196,7 +197,7 @@ fn refused_for_leadership(out: &str) -> bool {
 }
 
 #[test]
-fn two_controllers_elect_one_leader_and_the_follower_takes_over_after_sigkill() {
+fn two_controllers_elect_one_leader_failover_after_sigkill_and_release_on_sigterm() {
     let Some((admin, controller_kc)) = kubeconfigs() else {
         return;
     };
@@ -255,7 +256,7 @@ fn two_controllers_elect_one_leader_and_the_follower_takes_over_after_sigkill() 
         a_leads || holder.starts_with(&format!("{pod_b}_")),
         "holder {holder} is neither controller"
     );
-    let (mut leader, _follower, leader_sock, follower_sock, follower_pod) = if a_leads {
+    let (mut leader, mut follower, leader_sock, follower_sock, follower_pod) = if a_leads {
         (ctl_a, ctl_b, sock_a, sock_b, pod_b.clone())
     } else {
         (ctl_b, ctl_a, sock_b, sock_a, pod_a.clone())
@@ -352,13 +353,53 @@ fn two_controllers_elect_one_leader_and_the_follower_takes_over_after_sigkill() 
         out.contains("FAILED_PRECONDITION") && out.contains(&n1),
         "the new leader rebuilt the fence on {n1}: {out}"
     );
+    let new_leader = lease_holder(&admin, &lease);
     assert!(
-        lease_holder(&admin, &lease).starts_with(&format!("{follower_pod}_")),
-        "the Lease names the new leader"
+        new_leader.starts_with(&format!("{follower_pod}_")),
+        "the Lease names the new leader: {new_leader}"
     );
     let (ok, out) = csi(&follower_sock, &["publish", &id, "--node", &n1]);
     assert!(ok, "the new leader serves publish: {out}");
-    let (ok, out) = csi(&follower_sock, &["unpublish", &id, "--node", &n1]);
+
+    // SIGTERM: a graceful stop releases the Lease, so a third replica need not wait for expiry.
+    let pod_c = format!("ctl-c-{suffix}");
+    let sock_c = dir.path().join("c.sock");
+    let _ctl_c = start_controller(
+        dir.path(),
+        &sock_c,
+        &pod_c,
+        port,
+        &fp,
+        &controller_kc,
+        &driver,
+    );
+    let (ok, out) = csi(&sock_c, &["publish", &id, "--node", &n1]);
+    assert!(!ok && out.contains("not the leader"), "c follows: {out}");
+    let term = Command::new("kill")
+        .args(["-TERM", &follower.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = follower.0.wait().unwrap();
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    let after = lease_holder(&admin, &lease);
+    assert_ne!(after, new_leader, "the stopped leader released its Lease");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = csi(&sock_c, &["publish", &id, "--node", &n1]);
+        if ok {
+            break;
+        }
+        assert!(refused_for_leadership(&out), "publish through c: {out}");
+        assert!(Instant::now() < deadline, "c never took over: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, out) = csi(&sock_c, &["publish", &id, "--node", &n2]);
+    assert!(
+        !ok && out.contains("FAILED_PRECONDITION"),
+        "c rebuilt the fence too: {out}"
+    );
+    let (ok, out) = csi(&sock_c, &["unpublish", &id, "--node", &n1]);
     assert!(ok, "and unpublish: {out}");
 }
 
