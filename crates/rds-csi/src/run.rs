@@ -1,7 +1,7 @@
 //! `controller`, `node` and `all`: build the services from flags and serve them.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,16 +139,17 @@ async fn controller_parts(
 }
 
 /// Controller HA: whether this replica may serve publish/unpublish right now. It may once it
-/// holds the Lease AND has rebuilt the attachment state since gaining it; it stops the moment
+/// holds the Lease AND has rebuilt the attachment state in this leadership term; it stops the moment
 /// the elector reports the Lease lost, without waiting for `Background` to react.
 struct HaGate {
     elector: Arc<LeaderElector>,
-    rebuilt: AtomicBool,
+    /// The leadership term the attachment state was rebuilt in (0: none yet).
+    rebuilt_in: AtomicU64,
 }
 
 impl HaGate {
     fn serving(&self) -> bool {
-        self.elector.is_leader() && self.rebuilt.load(Ordering::SeqCst)
+        self.elector.is_leader() && self.rebuilt_in.load(Ordering::SeqCst) == self.elector.term()
     }
 }
 
@@ -197,7 +198,7 @@ fn ha_gate(
     let elector = LeaderElector::new(client, config).map_err(|e| e.to_string())?;
     Ok(Some(Arc::new(HaGate {
         elector,
-        rebuilt: AtomicBool::new(false),
+        rebuilt_in: AtomicU64::new(0),
     })))
 }
 
@@ -280,11 +281,17 @@ async fn follow_leadership(
     let retry = gate.elector.config().retry_period;
     loop {
         let is_leader = *leading.borrow_and_update();
-        if is_leader && !gate.rebuilt.load(Ordering::SeqCst) {
+        let term = gate.elector.term();
+        if is_leader && gate.rebuilt_in.load(Ordering::SeqCst) != term {
+            // A new term: whatever ran in an earlier one is stale.
+            if let Some(r) = lock(&reconciler).take() {
+                r.abort();
+            }
             match fencing.rebuild().await {
                 Ok(report) => {
-                    gate.rebuilt.store(true, Ordering::SeqCst);
+                    gate.rebuilt_in.store(term, Ordering::SeqCst);
                     info!(
+                        term,
                         volumes = report.volumes,
                         attachments = report.attachments,
                         "leader: attachment state rebuilt; serving ControllerPublish/Unpublish"
@@ -300,8 +307,11 @@ async fn follow_leadership(
                     continue;
                 }
             }
+            // Leadership may have been lost and regained during the rebuild: check again.
+            if gate.elector.term() != term {
+                continue;
+            }
         } else if !is_leader {
-            gate.rebuilt.store(false, Ordering::SeqCst);
             fencing.suspend();
             if let Some(r) = lock(&reconciler).take() {
                 r.abort();

@@ -15,6 +15,7 @@
 //! over. Writes carry the observed `resourceVersion`, so two candidates racing for an expired
 //! Lease cannot both win (the loser gets 409).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -150,6 +151,9 @@ pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaderConfig,
     leading: watch::Sender<bool>,
+    /// Bumped each time leadership is gained, so state built in an earlier term (before a loss
+    /// the watch may have coalesced away) is never taken as current.
+    term: AtomicU64,
     holder: Mutex<Option<String>>,
     observed: Mutex<Observation>,
 }
@@ -162,6 +166,7 @@ impl LeaderElector {
             api: Api::namespaced(client, &config.namespace),
             config,
             leading,
+            term: AtomicU64::new(0),
             holder: Mutex::new(None),
             observed: Mutex::new(Observation::default()),
         }))
@@ -248,8 +253,19 @@ impl LeaderElector {
         self.config.api_timeout.min(self.config.renew_deadline)
     }
 
+    /// The current leadership term (0 before the first); meaningful while `is_leader`.
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::SeqCst)
+    }
+
     fn set_leading(&self, leading: bool) {
-        let was = self.leading.send_replace(leading);
+        // Only the election task calls this, so reading then sending does not race; the term
+        // moves before subscribers can see `true`.
+        let was = *self.leading.borrow();
+        if leading && !was {
+            self.term.fetch_add(1, Ordering::SeqCst);
+        }
+        self.leading.send_replace(leading);
         if was != leading {
             if leading {
                 info!(identity = %self.config.identity, "became the leader");
@@ -481,6 +497,25 @@ mod tests {
         let mut c = config();
         c.identity.clear();
         assert!(c.validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn each_gain_of_leadership_starts_a_new_term_and_watchers_see_it() {
+        let url = "http://127.0.0.1:9".parse().unwrap();
+        let client = ::kube::Client::try_from(::kube::Config::new(url)).unwrap();
+        let elector = LeaderElector::new(client, config()).unwrap();
+        let mut rx = elector.subscribe();
+        assert_eq!((elector.is_leader(), elector.term()), (false, 0));
+        elector.set_leading(true);
+        assert!(rx.has_changed().unwrap() && *rx.borrow_and_update());
+        assert_eq!(elector.term(), 1);
+        elector.set_leading(true);
+        assert_eq!(elector.term(), 1, "a renewal is not a new term");
+        // Lost and regained before a watcher looked: the watcher sees `true`, the term tells.
+        elector.set_leading(false);
+        elector.set_leading(true);
+        assert!(*rx.borrow_and_update());
+        assert_eq!(elector.term(), 2);
     }
 
     #[test]
