@@ -279,6 +279,12 @@ impl crate::node::NodeObserver for RecoveryAudit {
     fn connection_restored(&self, volume_id: &str, nqn: &str) {
         self.inner.connection_restored(volume_id, nqn);
     }
+    fn nvme_connected(&self, volume_id: &str, nqn: &str) {
+        self.inner.nvme_connected(volume_id, nqn);
+    }
+    fn nvme_disconnected(&self, volume_id: &str, nqn: &str) {
+        self.inner.nvme_disconnected(volume_id, nqn);
+    }
     fn stage_failed(&self, volume_id: &str, pvc: Option<(String, String)>, error: &str) {
         // NodeStageVolume is already audited by `traced`; only pass it on.
         self.inner.stage_failed(volume_id, pvc, error);

@@ -311,6 +311,12 @@ impl NodeObserver for Seen {
     fn stage_failed(&self, v: &str, _pvc: Option<(String, String)>, _e: &str) {
         self.0.lock().unwrap().push(format!("stage-failed {v}"));
     }
+    fn nvme_connected(&self, v: &str, _nqn: &str) {
+        self.0.lock().unwrap().push(format!("connected {v}"));
+    }
+    fn nvme_disconnected(&self, v: &str, _nqn: &str) {
+        self.0.lock().unwrap().push(format!("disconnected {v}"));
+    }
 }
 
 #[test]
@@ -325,6 +331,8 @@ fn node_events_are_counted_and_forwarded() {
         "rds_csi_node_stale_mounts_detected_total",
         "rds_csi_node_stale_mount_recoveries_total",
         "rds_csi_node_stale_mount_recovery_failures_total",
+        "rds_csi_node_nvme_connects_total",
+        "rds_csi_node_nvme_disconnects_total",
     ];
     let text = metrics.encode().unwrap();
     for c in counters {
@@ -338,9 +346,12 @@ fn node_events_are_counted_and_forwarded() {
     observer.recovery_failed("v1", "mount: EBUSY");
     observer.recovered("v1", "remounted");
     observer.stage_failed("v3", None, "connect timed out");
+    observer.nvme_connected("v4", VOL1);
+    observer.nvme_connected("v5", VOL2);
+    observer.nvme_disconnected("v4", VOL1);
 
     let text = metrics.encode().unwrap();
-    for (series, want) in counters.iter().zip([2.0, 1.0, 1.0, 1.0, 1.0]) {
+    for (series, want) in counters.iter().zip([2.0, 1.0, 1.0, 1.0, 1.0, 2.0, 1.0]) {
         assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
     }
     assert_eq!(
@@ -352,7 +363,10 @@ fn node_events_are_counted_and_forwarded() {
             "stale v1",
             "failed v1",
             "recovered v1",
-            "stage-failed v3"
+            "stage-failed v3",
+            "connected v4",
+            "connected v5",
+            "disconnected v4"
         ]
     );
 }

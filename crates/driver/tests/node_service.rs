@@ -295,6 +295,12 @@ impl NodeObserver for Seen {
     fn connection_restored(&self, v: &str, _nqn: &str) {
         self.0.lock().unwrap().push(format!("restored {v}"));
     }
+    fn nvme_connected(&self, v: &str, _nqn: &str) {
+        self.0.lock().unwrap().push(format!("connected {v}"));
+    }
+    fn nvme_disconnected(&self, v: &str, _nqn: &str) {
+        self.0.lock().unwrap().push(format!("disconnected {v}"));
+    }
 }
 
 impl Seen {
@@ -851,8 +857,17 @@ async fn unstage_refuses_while_published_and_then_disconnects() {
     );
 
     e.unpublish(VOL, &t).await.unwrap();
+    assert!(
+        e.seen.any("connected"),
+        "the stage's own connect is reported"
+    );
+    assert!(!e.seen.any("disconnected"));
     e.unstage(VOL).await.unwrap();
     assert!(e.kernel.deleted(0));
+    assert!(
+        e.seen.any("disconnected"),
+        "the unstage's disconnect is reported"
+    );
     assert!(e.node.staged_volumes().is_empty());
     // Not staged any more: still OK.
     e.unstage(VOL).await.unwrap();

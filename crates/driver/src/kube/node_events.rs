@@ -119,6 +119,14 @@ impl NodeObserver for NodeEvents {
         self.inner.connection_restored(volume_id, nqn);
     }
 
+    fn nvme_connected(&self, volume_id: &str, nqn: &str) {
+        self.inner.nvme_connected(volume_id, nqn);
+    }
+
+    fn nvme_disconnected(&self, volume_id: &str, nqn: &str) {
+        self.inner.nvme_disconnected(volume_id, nqn);
+    }
+
     fn stage_failed(&self, volume_id: &str, pvc: Option<(String, String)>, error: &str) {
         self.post(
             volume_id,

@@ -23,6 +23,8 @@ use crate::node::NodeObserver;
 /// Counts node events and forwards every call unchanged to the observer it wraps, so it can sit
 /// anywhere in the observer chain.
 pub struct NodeEventMetrics {
+    connects: Counter,
+    disconnects: Counter,
     connections_lost: Counter,
     connections_restored: Counter,
     stale_detected: Counter,
@@ -35,6 +37,8 @@ impl NodeEventMetrics {
     /// Registers the counters in `metrics` (listed from the start, at 0) and wraps `inner`.
     pub fn register(metrics: &Metrics, inner: Arc<dyn NodeObserver>) -> Arc<NodeEventMetrics> {
         let m = NodeEventMetrics {
+            connects: Counter::default(),
+            disconnects: Counter::default(),
             connections_lost: Counter::default(),
             connections_restored: Counter::default(),
             stale_detected: Counter::default(),
@@ -42,6 +46,16 @@ impl NodeEventMetrics {
             recovery_failed: Counter::default(),
             inner,
         };
+        metrics.register(
+            "node_nvme_connects",
+            "NVMe/TCP connections this plugin made for NodeStageVolume (already-connected NQNs are not counted)",
+            m.connects.clone(),
+        );
+        metrics.register(
+            "node_nvme_disconnects",
+            "NVMe/TCP disconnects this plugin made (NodeUnstageVolume, or undoing a failed stage)",
+            m.disconnects.clone(),
+        );
         metrics.register(
             "node_nvme_connections_lost",
             "Times a staged volume's NVMe controllers were seen leaving the live state (or vanishing)",
@@ -100,6 +114,14 @@ impl NodeObserver for NodeEventMetrics {
     }
     fn stage_failed(&self, volume_id: &str, pvc: Option<(String, String)>, error: &str) {
         self.inner.stage_failed(volume_id, pvc, error);
+    }
+    fn nvme_connected(&self, volume_id: &str, nqn: &str) {
+        self.connects.inc();
+        self.inner.nvme_connected(volume_id, nqn);
+    }
+    fn nvme_disconnected(&self, volume_id: &str, nqn: &str) {
+        self.disconnects.inc();
+        self.inner.nvme_disconnected(volume_id, nqn);
     }
 }
 

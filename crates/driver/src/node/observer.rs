@@ -15,6 +15,11 @@ pub trait NodeObserver: Send + Sync {
     fn connection_lost(&self, _volume_id: &str, _nqn: &str, _state: &str) {}
     /// A live controller is back for the NQN.
     fn connection_restored(&self, _volume_id: &str, _nqn: &str) {}
+    /// This plugin connected the NQN (a stage that found it already connected does not count).
+    fn nvme_connected(&self, _volume_id: &str, _nqn: &str) {}
+    /// This plugin disconnected the NQN (unstage, or undoing a failed stage's connect, when
+    /// `volume_id` is empty).
+    fn nvme_disconnected(&self, _volume_id: &str, _nqn: &str) {}
     /// NodeStageVolume failed (connect, format or mount); `pvc` is (namespace, name) from the
     /// volume_context when the provisioner passed it.
     fn stage_failed(&self, _volume_id: &str, _pvc: Option<(String, String)>, _error: &str) {}

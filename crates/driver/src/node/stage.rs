@@ -84,6 +84,9 @@ impl Inner {
         }
 
         let connected_here = self.ensure_connected(&sc.params).await?;
+        if connected_here {
+            self.observer.nvme_connected(volume_id, nqn.as_str());
+        }
         let device = match self
             .initiator
             .wait_for_device(
@@ -219,7 +222,10 @@ impl Inner {
             }
         }
         match self.initiator.disconnect(nqn).await {
-            Ok(_) => tracing::info!(nqn = %nqn, "undid the connect of a failed stage"),
+            Ok(_) => {
+                tracing::info!(nqn = %nqn, "undid the connect of a failed stage");
+                self.observer.nvme_disconnected("", nqn.as_str());
+            }
             Err(e) => {
                 tracing::warn!(nqn = %nqn, error = %e, "could not undo the connect of a failed stage")
             }
@@ -339,6 +345,7 @@ impl Inner {
             Ok(out) => {
                 if !out.deleted.is_empty() {
                     tracing::info!(volume = volume_id, nqn = %nqn, controllers = ?out.deleted, "disconnected");
+                    self.observer.nvme_disconnected(volume_id, nqn.as_str());
                 }
             }
             Err(e) if e.class() == nvme::ErrorClass::NotManaged => {
