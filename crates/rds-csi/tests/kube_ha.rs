@@ -6,121 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rds-csi");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn kubeconfigs() -> Option<(String, String)> {
-    match (
-        std::env::var("RDS_CSI_KUBECONFIG_ADMIN"),
-        std::env::var("RDS_CSI_KUBECONFIG_CONTROLLER"),
-    ) {
-        (Ok(a), Ok(c)) => Some((a, c)),
-        _ => {
-            let msg = "no kube-apiserver (RDS_CSI_KUBECONFIG_* unset); run scripts/test-kube";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-            eprintln!("*** SKIPPED controller binary against Kubernetes: {msg} ***");
-            None
-        }
-    }
-}
-
-fn kubectl(kc: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
-    let mut child = Command::new("kubectl")
-        .args(["--kubeconfig", kc, "--request-timeout=20s"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect(
-            "kubectl (Debian package kubernetes-client) is needed; scripts/test-kube installs it",
-        );
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn apply(kc: &str, json: serde_json::Value) {
-    let (ok, out) = kubectl(kc, &["apply", "-f", "-"], Some(&json.to_string()));
-    assert!(ok, "kubectl apply: {out}");
-}
-
-fn csi(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .args([
-            "csi",
-            "--endpoint",
-            &format!("unix://{}", socket.display()),
-            "--timeout",
-            "30s",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn start_sim(dir: &Path) -> (Proc, u16, String) {
-    let (private_key, public_line) = rds_sim::generate_client_key().unwrap();
-    std::fs::write(dir.join("id"), private_key).unwrap();
-    std::fs::write(dir.join("auth"), public_line).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args([
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--authorized-keys",
-        ])
-        .arg(dir.join("auth"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut fp = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(f) = line.unwrap().strip_prefix("pin it with: --rds-host-key ") {
-            fp = f.trim().into();
-            break;
-        }
-    }
-    (Proc(child), port, fp)
-}
+use support::*;
 
 /// Starts a controller serving on `socket`, named `pod` (the Lease identity starts with it).
 /// Waits only for the socket: a follower serves everything but publish/unpublish.
@@ -401,11 +293,4 @@ fn two_controllers_elect_one_leader_failover_after_sigkill_and_release_on_sigter
     );
     let (ok, out) = csi(&sock_c, &["unpublish", &id, "--node", &n1]);
     assert!(ok, "and unpublish: {out}");
-}
-
-fn rand_suffix() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    t.subsec_nanos() ^ std::process::id()
 }
