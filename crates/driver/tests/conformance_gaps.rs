@@ -68,14 +68,7 @@ async fn create_with_a_maximum_length_name_succeeds_and_is_idempotent() {
     assert_eq!(name.len(), MAX_NAME_LEN);
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let v = h
-            .controller
-            .create_volume(create_req(&name, 1))
-            .await
-            .unwrap()
-            .into_inner()
-            .volume
-            .unwrap();
+        let v = created(&mut h.controller, create_req(&name, 1)).await;
         assert!(v.capacity_bytes >= GIB);
         ids.push(v.volume_id);
     }
@@ -313,14 +306,7 @@ async fn every_controller_call_repeated_answers_the_same() {
 #[tokio::test]
 async fn single_node_volume_published_elsewhere_is_failed_precondition() {
     let mut h = start().await;
-    let v = h
-        .controller
-        .create_volume(create_req(&pvc_name(), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
     let req = |node: &str| pb::ControllerPublishVolumeRequest {
         volume_id: v.volume_id.clone(),
         node_id: node.into(),

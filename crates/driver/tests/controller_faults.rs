@@ -43,14 +43,7 @@ async fn a_disk_that_fails_verification_is_removed_with_its_file() {
         "backing file of the half-made disk left behind"
     );
     // A retry makes the volume properly.
-    let v = h
-        .controller
-        .create_volume(create_req(&name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
     assert_eq!(disks_named(&h, &name), 1);
     assert!(v.volume_context.contains_key("nqn"));
     h.stop().await;
@@ -61,14 +54,7 @@ async fn connection_dropped_after_the_add_was_applied_yields_one_volume() {
     let mut h = start().await;
     let name = pvc_name();
     h.sim().faults().drop_next("/disk add!");
-    let v = h
-        .controller
-        .create_volume(create_req(&name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
     assert_eq!(v.capacity_bytes, GIB);
     assert_eq!(disks_named(&h, &name), 1);
     let adds = h

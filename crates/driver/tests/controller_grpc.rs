@@ -334,22 +334,8 @@ async fn create_volume_never_rounds_down() {
 async fn create_volume_is_idempotent_and_refuses_a_different_size() {
     let mut h = start().await;
     let name = pvc_name();
-    let a = h
-        .controller
-        .create_volume(create_req(&name, 2))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let b = h
-        .controller
-        .create_volume(create_req(&name, 2))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let a = created(&mut h.controller, create_req(&name, 2)).await;
+    let b = created(&mut h.controller, create_req(&name, 2)).await;
     assert_eq!(a.volume_id, b.volume_id);
     assert_eq!(a.capacity_bytes, b.capacity_bytes);
     assert_eq!(a.volume_context, b.volume_context);
@@ -367,22 +353,8 @@ async fn create_volume_is_idempotent_and_refuses_a_different_size() {
 async fn names_that_are_not_slots_map_to_stable_safe_slots() {
     let mut h = start().await;
     let name = "Sanity Volume/with:odd;chars";
-    let a = h
-        .controller
-        .create_volume(create_req(name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
-    let b = h
-        .controller
-        .create_volume(create_req(name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let a = created(&mut h.controller, create_req(name, 1)).await;
+    let b = created(&mut h.controller, create_req(name, 1)).await;
     assert_eq!(a.volume_id, b.volume_id);
     assert!(a.volume_id.starts_with("default:pvc-"), "{}", a.volume_id);
     h.stop().await;
@@ -448,14 +420,7 @@ async fn full_pool_is_resource_exhausted_and_leaves_nothing_behind() {
 async fn rds_outage_is_unavailable_for_create_and_delete() {
     let mut h = start().await;
     let name = pvc_name();
-    let v = h
-        .controller
-        .create_volume(create_req(&name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
     let sims = std::mem::take(&mut h.sims);
     for s in sims {
         s.sim.shutdown().await;
@@ -551,14 +516,7 @@ async fn a_wrong_host_key_is_refused() {
 async fn delete_volume_removes_disk_and_backing_file_and_is_idempotent() {
     let mut h = start().await;
     let name = pvc_name();
-    let v = h
-        .controller
-        .create_volume(create_req(&name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
     let path = v.volume_context["volumePath"].clone();
     assert!(h.sim().files().iter().any(|f| f.path == path));
     let del = pb::DeleteVolumeRequest {
@@ -617,14 +575,7 @@ async fn delete_volume_argument_and_foreign_ids() {
 #[tokio::test]
 async fn validate_volume_capabilities_cases() {
     let mut h = start().await;
-    let v = h
-        .controller
-        .create_volume(create_req(&pvc_name(), 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
     let ok = pb::ValidateVolumeCapabilitiesRequest {
         volume_id: v.volume_id.clone(),
         volume_capabilities: vec![rwo()],
@@ -673,14 +624,7 @@ async fn validate_volume_capabilities_cases() {
 #[tokio::test]
 async fn controller_get_volume_cases() {
     let mut h = start().await;
-    let v = h
-        .controller
-        .create_volume(create_req(&pvc_name(), 2))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&pvc_name(), 2)).await;
     let got = h
         .controller
         .controller_get_volume(pb::ControllerGetVolumeRequest {
@@ -715,14 +659,7 @@ async fn list_volumes_pages_with_tokens() {
     let mut h = start().await;
     let mut made = Vec::new();
     for _ in 0..5 {
-        let v = h
-            .controller
-            .create_volume(create_req(&pvc_name(), 1))
-            .await
-            .unwrap()
-            .into_inner()
-            .volume
-            .unwrap();
+        let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
         made.push(v.volume_id);
     }
     made.sort();
@@ -849,14 +786,7 @@ async fn get_capacity_reports_the_pools_free_space() {
 async fn expand_volume_grows_and_never_shrinks() {
     let mut h = start().await;
     let name = pvc_name();
-    let v = h
-        .controller
-        .create_volume(create_req(&name, 2))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let v = created(&mut h.controller, create_req(&name, 2)).await;
     let grow = |gib: i64, cap: pb::VolumeCapability| pb::ControllerExpandVolumeRequest {
         volume_id: v.volume_id.clone(),
         capacity_range: Some(pb::CapacityRange {

@@ -24,14 +24,7 @@ async fn calls_are_counted_by_method_and_code_and_commands_by_backend_verb_outco
     let mut h = start_with(|o| o.observer = Some(observer)).await;
 
     let name = pvc_name();
-    let vol = h
-        .controller
-        .create_volume(create_req(&name, 1))
-        .await
-        .unwrap()
-        .into_inner()
-        .volume
-        .unwrap();
+    let vol = created(&mut h.controller, create_req(&name, 1)).await;
     // Same name again: idempotent, still OK.
     h.controller
         .create_volume(create_req(&name, 1))

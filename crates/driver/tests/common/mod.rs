@@ -62,3 +62,16 @@ pub fn pvc_name() -> String {
 }
 
 pub const SHORT: Duration = Duration::from_millis(500);
+
+/// CreateVolume that must succeed; returns the volume.
+pub async fn created(
+    c: &mut csi::v1::controller_client::ControllerClient<tonic::transport::Channel>,
+    req: pb::CreateVolumeRequest,
+) -> pb::Volume {
+    c.create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+}
