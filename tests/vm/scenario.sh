@@ -379,5 +379,16 @@ else
     fail controller.delete "$(err deleteA) configfs: $(ls "$CFG/subsystems" | tr '\n' ' ')"
 fi
 
+# ======================================================================= feature scenarios
+# Each file in /scenarios.d is sourced in name order (same shell: it uses the helpers above and
+# adds to the counters). Each creates and deletes its own volumes and must leave no mounts or
+# connections behind.
+for f in /scenarios.d/*.sh; do
+    [ -f "$f" ] || continue
+    log "scenario file: ${f##*/}"
+    # shellcheck disable=SC1090
+    . "$f"
+done
+
 echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" = 0 ]
