@@ -6,7 +6,7 @@
 
 use crate::error::{Failure, FailureKind};
 use crate::size::format_size;
-use crate::value::{ByteSize, FilePath, MountPoint, Nqn, Port, Slot};
+use crate::value::{ByteSize, FilePath, HostNqn, MountPoint, Nqn, Port, Slot};
 
 /// A complete, safe command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +113,20 @@ pub fn disk_set_size(slot: &Slot, size: ByteSize) -> Command {
         format!(
             "/disk set [find slot={slot}] file-size={}",
             format_size(size.0)
+        ),
+    )
+}
+/// `/disk set [find slot=<slot>] nvme-tcp-server-allow-host-name="<host nqn>"`, or `=""` to
+/// allow any host again (`None`).
+///
+/// Quoted because RouterOS prints the property quoted (a string, empty by default); a
+/// `HostNqn` holds no character that is special inside RouterOS quotes.
+pub fn disk_set_allowed_host(slot: &Slot, host: Option<&HostNqn>) -> Command {
+    change(
+        "disk-set",
+        format!(
+            "/disk set [find slot={slot}] nvme-tcp-server-allow-host-name=\"{}\"",
+            host.map_or("", HostNqn::as_str)
         ),
     )
 }
@@ -356,6 +370,26 @@ mod tests {
             (
                 disk_set_size(&slot("pvc-1"), ByteSize(3 << 29)),
                 "/disk set [find slot=pvc-1] file-size=1536M",
+                "disk-set",
+                true,
+            ),
+            (
+                disk_set_allowed_host(
+                    &slot("pvc-1"),
+                    Some(
+                        &HostNqn::new(
+                            "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e",
+                        )
+                        .unwrap(),
+                    ),
+                ),
+                "/disk set [find slot=pvc-1] nvme-tcp-server-allow-host-name=\"nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e\"",
+                "disk-set",
+                true,
+            ),
+            (
+                disk_set_allowed_host(&slot("pvc-1"), None),
+                "/disk set [find slot=pvc-1] nvme-tcp-server-allow-host-name=\"\"",
                 "disk-set",
                 true,
             ),

@@ -26,4 +26,4 @@ pub use error::{Failure, FailureKind, ParseError, ValueError};
 pub use file::FileEntry;
 pub use monitor::SystemResource;
 pub use record::{Record, parse_records, parse_records_checked};
-pub use value::{ByteSize, FilePath, MountPoint, Nqn, Port, Slot};
+pub use value::{ByteSize, FilePath, HostNqn, MountPoint, Nqn, Port, Slot};

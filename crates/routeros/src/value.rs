@@ -50,6 +50,12 @@ pub struct Slot(String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Nqn(String);
 
+/// A host (initiator) NQN for `nvme-tcp-server-allow-host-name`. Wider than [`Nqn`] because
+/// host NQNs are usually `nqn.2014-08.org.nvmexpress:uuid:<uuid>`: the name may hold `:` and
+/// upper-case letters. Still nothing RouterOS treats specially (no quote, `$`, `\\`, space).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostNqn(String);
+
 /// An absolute, clean path on the RDS (`/storage-pool/metal-csi/pvc-….img`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FilePath(String);
@@ -161,6 +167,47 @@ impl Nqn {
                 WHAT,
                 s,
                 format!("name contains {c:?}; use lowercase letters, digits, '.', '_' and '-'"),
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl HostNqn {
+    pub fn new(s: &str) -> Result<Self, ValueError> {
+        const WHAT: &str = "host NQN";
+        const SHAPE: &str = "expected nqn.YYYY-MM.reverse.domain:name, e.g. \
+                             nqn.2014-08.org.nvmexpress:uuid:<uuid>";
+        if s.len() > NQN_MAX {
+            return Err(refuse(
+                WHAT,
+                s,
+                format!("is {} bytes long; NVMe allows at most {NQN_MAX}", s.len()),
+            ));
+        }
+        // The domain part follows the same rules as a target NQN; reuse that check on the
+        // prefix so the two can never drift apart.
+        let Some((prefix, name)) = s.split_once(':') else {
+            return Err(refuse(
+                WHAT,
+                s,
+                format!("needs ':' between domain and name; {SHAPE}"),
+            ));
+        };
+        Nqn::new(&format!("{prefix}:x")).map_err(|e| refuse(WHAT, s, e.reason))?;
+        if name.is_empty() {
+            return Err(refuse(WHAT, s, format!("name after ':' is empty; {SHAPE}")));
+        }
+        if let Some(c) = first_bad_char(name, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')
+        }) {
+            return Err(refuse(
+                WHAT,
+                s,
+                format!("name contains {c:?}; use letters, digits, '.', '_', '-' and ':'"),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -355,6 +402,7 @@ macro_rules! text_value {
 }
 text_value!(Slot);
 text_value!(Nqn);
+text_value!(HostNqn);
 text_value!(FilePath);
 text_value!(MountPoint);
 
@@ -396,6 +444,29 @@ mod tests {
         assert!(Slot::new(&"a".repeat(64)).is_ok());
         let err = Slot::new(&"a".repeat(65)).unwrap_err();
         assert!(err.reason.contains("at most 64"), "{err}");
+    }
+
+    #[test]
+    fn host_nqn_accepts_uuid_host_nqns_and_refuses_metacharacters() {
+        let uuid = "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e";
+        assert_eq!(HostNqn::new(uuid).unwrap().as_str(), uuid);
+        assert!(HostNqn::new("nqn.2014-08.com.example:Host_1.a").is_ok());
+        for bad in [
+            "",
+            "nqn.2014-08.org.nvmexpress",
+            "nqn.2014-08.org.nvmexpress:",
+            "NQN.2014-08.org.nvmexpress:uuid:a",
+            "nqn.2014-08.Org.nvmexpress:uuid:a",
+            "nqn.2014-08.org.nvmexpress:uuid:a\"; /disk remove [find]",
+            "nqn.2014-08.org.nvmexpress:uuid:a b",
+            "nqn.2014-08.org.nvmexpress:uuid:$x",
+            "nqn.2014-08.org.nvmexpress:uuid:a[find]",
+            "nqn.2014-08.org.nvmexpress:uuid:é",
+        ] {
+            assert!(HostNqn::new(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = format!("nqn.2014-08.org.nvmexpress:{}", "a".repeat(200));
+        assert!(HostNqn::new(&long).unwrap_err().reason.contains("223"));
     }
 
     #[test]
