@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod fencing;
+pub mod hotplug_guard;
 pub mod identity;
 pub mod kube;
 pub mod locks;
@@ -22,6 +23,7 @@ pub mod rpc;
 pub mod sandbox;
 pub mod server;
 pub mod size;
+pub mod snapshots;
 pub mod volume_id;
 
 pub use backend::{Backend, Backends};

@@ -1,0 +1,159 @@
+//! The webhook's HTTPS endpoint: `POST /validate` over HTTP/1.1 on rustls.
+//!
+//! Bounded everywhere, because the port is reachable from the cluster network: the TLS
+//! handshake and the request headers each have a deadline, the body is capped and must arrive
+//! within a deadline, and at most [`MAX_CONNECTIONS`] connections are served at once (more are
+//! closed at accept). The API server keeps its connections open, so these limits never bind in
+//! normal operation.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::Guard;
+
+pub const PATH: &str = "/validate";
+/// AdmissionReviews of a pod are a few KiB; the API server caps objects at 3 MiB.
+pub const MAX_BODY: usize = 3 * 1024 * 1024 + 64 * 1024;
+pub const MAX_CONNECTIONS: usize = 256;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `guard` on `listener` with TLS from `tls` until `shutdown` turns true; then stops
+/// accepting and gives open connections [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    guard: Arc<Guard>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let local = listener.local_addr().ok();
+    info!(address = ?local, path = PATH, "hotplug guard serving");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        warn!(%peer, "too many open webhook connections; closing this one");
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let guard = Arc::clone(&guard);
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .serve_connection(
+                                TokioIo::new(tls),
+                                service_fn(move |req| handle(Arc::clone(&guard), peer, req)),
+                            );
+                        if let Err(e) = watcher.watch(conn).await {
+                            debug!(%peer, error = %e, "webhook connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a webhook connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("webhook connections still open after the shutdown grace; closing them");
+    }
+    info!(address = ?local, "hotplug guard stopped");
+}
+
+async fn handle(
+    guard: Arc<Guard>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() != PATH {
+        return Ok(text(StatusCode::NOT_FOUND, "not found\n"));
+    }
+    if req.method() != Method::POST {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only POST\n"));
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            debug!(%peer, error = %e, "reading a webhook request body failed");
+            return Ok(if too_big {
+                text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            } else {
+                text(StatusCode::BAD_REQUEST, "could not read the request body\n")
+            });
+        }
+        Err(_) => return Ok(text(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")),
+    };
+    let answer = guard.review(&bytes).await;
+    let status = if answer.valid {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(json(status, answer.body))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
