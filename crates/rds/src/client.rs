@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use routeros::command::{self, Command, DiskAdd};
 use routeros::{
-    ByteSize, Capacity, Disk, FailureKind, FileEntry, FilePath, MountPoint, Slot, SystemResource,
+    ByteSize, Capacity, Disk, FailureKind, FileEntry, FilePath, HostNqn, MountPoint, Slot,
+    SystemResource,
 };
 
 use crate::backoff;
@@ -254,6 +255,31 @@ impl RdsClient {
                 slot.as_str()
             ))),
             None => Ok(after),
+        }
+    }
+
+    /// Sets which host may connect to the disk's NVMe/TCP export (`None`: any host), then
+    /// prints the disk to prove it took. Host fencing must never believe an ACL is in place
+    /// that is not: `/disk set` on a vanished slot is a silent no-op on RouterOS, and firmware
+    /// may ignore a property it does not know. Safe to repeat (an absolute `set`).
+    pub async fn set_allowed_host(
+        &self,
+        slot: &Slot,
+        host: Option<&HostNqn>,
+    ) -> Result<Disk, RdsError> {
+        self.run(&command::disk_set_allowed_host(slot, host))
+            .await?;
+        let disk = self.get_disk(slot).await?.ok_or_else(|| {
+            RdsError::NotFound(format!("disk {} not found on the RDS", slot.as_str()))
+        })?;
+        let want = host.map_or("", HostNqn::as_str);
+        match disk.allow_host.as_deref() {
+            Some(got) if got == want => Ok(disk),
+            got => Err(RdsError::Verify(format!(
+                "disk {} prints nvme-tcp-server-allow-host-name={:?} after it was set to {want:?}",
+                slot.as_str(),
+                got.unwrap_or("<not printed>")
+            ))),
         }
     }
 

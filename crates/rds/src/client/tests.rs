@@ -549,3 +549,41 @@ fn operation_futures_are_send() {
     assert_send(&c.system_resource());
     assert_send(&c.ping());
 }
+
+#[tokio::test]
+async fn set_allowed_host_verifies_what_the_rds_prints() {
+    let host = HostNqn::new("nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e")
+        .unwrap();
+    let with = |acl: &str| {
+        format!(
+            "{} nvme-tcp-server-allow-host-name=\"{acl}\"\n",
+            disk_print("pvc-1", GIB).trim_end()
+        )
+    };
+    let exec = Arc::new(ScriptedExec::new());
+    exec.ok("").ok(&with(host.as_str()));
+    let disk = client(&exec)
+        .set_allowed_host(&slot("pvc-1"), Some(&host))
+        .await
+        .unwrap();
+    assert_eq!(disk.allow_host.as_deref(), Some(host.as_str()));
+    assert!(exec.lines()[0].ends_with(&format!("nvme-tcp-server-allow-host-name=\"{host}\"")));
+
+    // Firmware that ignored the property: the set "succeeded" but the ACL is still open.
+    let exec = Arc::new(ScriptedExec::new());
+    exec.ok("").ok(&with(""));
+    let e = client(&exec)
+        .set_allowed_host(&slot("pvc-1"), Some(&host))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RdsError::Verify(_)), "{e}");
+
+    // A slot that vanished: RouterOS ignores the set, the print finds nothing.
+    let exec = Arc::new(ScriptedExec::new());
+    exec.ok("").ok("");
+    let e = client(&exec)
+        .set_allowed_host(&slot("pvc-1"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::NotFound, "{e}");
+}
