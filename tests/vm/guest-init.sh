@@ -64,16 +64,27 @@ log "simulator up (pid $SIM_PID)"
 
 ENDPOINT=unix:///run/csi/csi.sock
 mkdir -p /run/csi
-RDS_CSI_LOG=${RDS_CSI_DRIVER_LOG:-info,driver=debug,nvme=debug,mount=debug} \
-rds-csi all --no-kubernetes --endpoint "$ENDPOINT" --node-id vm-node \
+# One start command for the first start and for every restart a scenario does (node plugin
+# restarted with volumes mounted): same arguments, same log (appended), the new pid in
+# /run/driver.pid. It returns once the new socket is there (the old file is removed first so a
+# restart never mistakes it for the new one); exit 1 if it never appears.
+cat > /usr/bin/start-driver <<'EOF'
+#!/bin/sh
+rm -f /run/csi/csi.sock
+RDS_CSI_LOG=${RDS_CSI_DRIVER_LOG:-info,driver=debug,nvme=debug,mount=debug} RDS_CSI_LOG_FORMAT=json \
+rds-csi all --no-kubernetes --endpoint unix:///run/csi/csi.sock --node-id vm-node \
     --rds-address 127.0.0.1 --rds-port 2222 --rds-user admin \
     --rds-key-file /etc/rds/id_ed25519 --rds-host-key /etc/rds/host_key.pub \
-    --nvme-address 127.0.0.1 --nvme-port 4420 > /var/log/driver.log 2>&1 &
-DRIVER_PID=$!
+    --nvme-address 127.0.0.1 --nvme-port 4420 >> /var/log/driver.log 2>&1 &
+echo $! > /run/driver.pid
 i=0; until [ -S /run/csi/csi.sock ]; do
-    i=$((i+1)); [ $i -lt 600 ] || break; sleep 0.1
+    i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.1
 done
-[ -S /run/csi/csi.sock ] || { tail -n 40 /var/log/driver.log; setup_fail "driver socket never appeared"; }
+EOF
+chmod +x /usr/bin/start-driver
+: > /var/log/driver.log
+start-driver || { tail -n 40 /var/log/driver.log; setup_fail "driver socket never appeared"; }
+DRIVER_PID=$(cat /run/driver.pid)
 log "driver up (pid $DRIVER_PID)"
 
 export ENDPOINT DRIVER_PID SIM_PID

@@ -1217,3 +1217,270 @@ async fn capabilities_and_info() {
     assert_eq!(info.node_id, "node-1");
     assert_eq!(info.max_volumes_per_node, 7);
 }
+
+// ---------------------------------------------------------------- csi-sanity request shapes
+//
+// The requests below are the ones csi-sanity (pkg/sanity/node.go) sends, field for field, so a
+// change in the order of the driver's checks cannot turn an INVALID_ARGUMENT into something else
+// unnoticed. The VM suite sends the same shapes through `rds-csi csi` to the real binary.
+
+/// An id in csi-sanity's default generator's shape: valid, but for no volume of this driver.
+const SANITY_ID: &str = "fake-volume-id-5b4f1b0a-3c1e-4a8e-9d59-0f1b8e6f7a21";
+
+fn assert_invalid(r: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
+    let err = r.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(
+        err.message().contains(field),
+        "message should name {field}: {}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn sanity_missing_fields_are_invalid_argument_for_every_node_rpc() {
+    let e = Env::new();
+    let n = &e.node;
+    let staging = e.staging(VOL).display().to_string();
+    let target = e.target("p1").display().to_string();
+    let device: HashMap<String, String> = [("device".to_string(), "/dev/mock".to_string())].into();
+
+    // NodePublishVolume
+    assert_invalid(
+        n.node_publish_volume(Request::new(pb::NodePublishVolumeRequest::default()))
+            .await,
+        "volume_id",
+    );
+    let no_target = pb::NodePublishVolumeRequest {
+        volume_id: SANITY_ID.into(),
+        ..Default::default()
+    };
+    // Sanity sends no staging path either; the driver stages, so that is reported first.
+    assert_eq!(
+        n.node_publish_volume(Request::new(no_target.clone()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_invalid(
+        n.node_publish_volume(Request::new(pb::NodePublishVolumeRequest {
+            staging_target_path: staging.clone(),
+            ..no_target
+        }))
+        .await,
+        "target_path",
+    );
+    let no_cap = pb::NodePublishVolumeRequest {
+        volume_id: SANITY_ID.into(),
+        target_path: target.clone(),
+        volume_capability: None,
+        ..Default::default()
+    };
+    assert_eq!(
+        n.node_publish_volume(Request::new(no_cap.clone()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    assert_invalid(
+        n.node_publish_volume(Request::new(pb::NodePublishVolumeRequest {
+            staging_target_path: staging.clone(),
+            ..no_cap
+        }))
+        .await,
+        "capability",
+    );
+
+    // NodeUnpublishVolume
+    assert_invalid(
+        n.node_unpublish_volume(Request::new(pb::NodeUnpublishVolumeRequest::default()))
+            .await,
+        "volume_id",
+    );
+    assert_invalid(
+        n.node_unpublish_volume(Request::new(pb::NodeUnpublishVolumeRequest {
+            volume_id: SANITY_ID.into(),
+            target_path: String::new(),
+        }))
+        .await,
+        "target_path",
+    );
+
+    // NodeStageVolume
+    assert_invalid(
+        n.node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            staging_target_path: staging.clone(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            publish_context: device.clone(),
+            ..Default::default()
+        }))
+        .await,
+        "volume_id",
+    );
+    assert_invalid(
+        n.node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            volume_id: SANITY_ID.into(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            publish_context: device.clone(),
+            ..Default::default()
+        }))
+        .await,
+        "staging_target_path",
+    );
+    // Sanity creates a real volume for this one; its context is what CreateVolume returned.
+    assert_invalid(
+        n.node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            volume_id: VOL.into(),
+            staging_target_path: staging.clone(),
+            publish_context: device,
+            volume_context: context(NQN),
+            ..Default::default()
+        }))
+        .await,
+        "capability",
+    );
+
+    // NodeUnstageVolume
+    assert_invalid(
+        n.node_unstage_volume(Request::new(pb::NodeUnstageVolumeRequest {
+            volume_id: String::new(),
+            staging_target_path: staging,
+        }))
+        .await,
+        "volume_id",
+    );
+    assert_invalid(
+        n.node_unstage_volume(Request::new(pb::NodeUnstageVolumeRequest {
+            volume_id: SANITY_ID.into(),
+            staging_target_path: String::new(),
+        }))
+        .await,
+        "staging_target_path",
+    );
+
+    // NodeGetVolumeStats
+    assert_invalid(
+        n.node_get_volume_stats(Request::new(pb::NodeGetVolumeStatsRequest {
+            volume_path: "some/path".into(),
+            ..Default::default()
+        }))
+        .await,
+        "volume_id",
+    );
+    assert_invalid(
+        n.node_get_volume_stats(Request::new(pb::NodeGetVolumeStatsRequest {
+            volume_id: SANITY_ID.into(),
+            ..Default::default()
+        }))
+        .await,
+        "volume_path",
+    );
+
+    // NodeExpandVolume
+    assert_invalid(
+        n.node_expand_volume(Request::new(pb::NodeExpandVolumeRequest {
+            volume_path: target,
+            volume_capability: Some(fs_cap("ext4", &[])),
+            ..Default::default()
+        }))
+        .await,
+        "volume_id",
+    );
+    assert_invalid(
+        n.node_expand_volume(Request::new(pb::NodeExpandVolumeRequest {
+            volume_id: VOL.into(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            ..Default::default()
+        }))
+        .await,
+        "volume_path",
+    );
+
+    // None of it touched the kernel or the mount table.
+    assert!(e.kernel.connects().is_empty());
+    assert!(e.calls().is_empty(), "{:#?}", e.calls());
+    assert!(e.node.staged_volumes().is_empty());
+}
+
+#[tokio::test]
+async fn sanity_unknown_volumes_are_not_found_for_stats_and_expand() {
+    let e = Env::new();
+    let err = e
+        .node
+        .node_get_volume_stats(Request::new(pb::NodeGetVolumeStatsRequest {
+            volume_id: SANITY_ID.into(),
+            volume_path: "some/path".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    let err = e
+        .node
+        .node_expand_volume(Request::new(pb::NodeExpandVolumeRequest {
+            volume_id: SANITY_ID.into(),
+            volume_path: "some/path".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(e.kernel.connects().is_empty());
+}
+
+#[tokio::test]
+async fn sanity_node_unpublish_removes_the_target_path() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    assert!(t.is_dir(), "publish creates the target directory");
+    // What lstat reports for it once the bind mount is gone (the fake answers from its table).
+    e.kernel.sys.set_node(&t, NodeKind::Directory);
+    e.unpublish(VOL, &t).await.unwrap();
+    assert!(
+        !t.exists(),
+        "target path left behind after NodeUnpublishVolume"
+    );
+    assert!(
+        e.dir.path().join("kubelet/pods/p1").is_dir(),
+        "only the target itself is removed"
+    );
+    e.unpublish(VOL, &t).await.unwrap();
+}
+
+#[tokio::test]
+async fn sanity_node_lifecycle_should_work_and_each_call_repeated_answers_the_same() {
+    let e = Env::new();
+    let t = e.target("p1");
+    for _ in 0..2 {
+        e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    }
+    for _ in 0..2 {
+        e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let s = e.stats(VOL, &t).await.unwrap();
+        assert_eq!(s.usage.len(), 2, "bytes and inodes");
+        assert!(!s.volume_condition.unwrap().abnormal);
+    }
+    e.kernel.sys.set_node(&t, NodeKind::Directory);
+    for _ in 0..2 {
+        e.unpublish(VOL, &t).await.unwrap();
+    }
+    for _ in 0..2 {
+        e.unstage(VOL).await.unwrap();
+    }
+    assert_eq!(e.kernel.connects().len(), 1, "one connect for two stages");
+    assert!(e.kernel.deleted(0), "unstage disconnected");
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
+    assert_eq!(e.mounts_of(&t), 0, "publish is a bind, not a mount");
+    assert!(!t.exists());
+    assert!(e.node.staged_volumes().is_empty());
+}

@@ -278,6 +278,11 @@ pub struct CapabilityArgs {
     /// Access mode of the volume.
     #[arg(long = "access-mode", value_enum, default_value_t = AccessModeArg::SingleNodeWriter)]
     pub access_mode: AccessModeArg,
+    /// Send the request without any volume capability, to see the plugin's own answer to a
+    /// request missing that required field (conformance checks); ids and paths can be sent
+    /// empty as `""` for the same reason.
+    #[arg(long = "no-capability", conflicts_with_all = ["block", "fs_type", "mount_flags"])]
+    pub no_capability: bool,
 }
 
 /// CLI spelling of `VolumeCapability.AccessMode.Mode`.
@@ -315,6 +320,16 @@ impl From<AccessModeArg> for volume_capability::access_mode::Mode {
 }
 
 impl CapabilityArgs {
+    /// The capability as the request carries it: none with `--no-capability`.
+    fn to_request(&self) -> Option<VolumeCapability> {
+        (!self.no_capability).then(|| self.to_capability())
+    }
+
+    /// The capabilities list of a request: empty with `--no-capability`.
+    fn to_request_list(&self) -> Vec<VolumeCapability> {
+        self.to_request().into_iter().collect()
+    }
+
     fn to_capability(&self) -> VolumeCapability {
         let access_type = if self.block {
             AccessType::Block(BlockVolume {})
@@ -530,7 +545,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
                     required_bytes: a.size,
                     limit_bytes: a.limit.unwrap_or(0),
                 }),
-                volume_capabilities: vec![a.capability.to_capability()],
+                volume_capabilities: a.capability.to_request_list(),
                 parameters: map(a.params),
                 secrets: HashMap::new(),
                 volume_content_source: source,
@@ -555,7 +570,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
             let req = ValidateVolumeCapabilitiesRequest {
                 volume_id: id,
                 volume_context: map(context),
-                volume_capabilities: vec![capability.to_capability()],
+                volume_capabilities: capability.to_request_list(),
                 parameters: map(params),
                 secrets: HashMap::new(),
                 mutable_parameters: HashMap::new(),
@@ -607,7 +622,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
                     limit_bytes: limit.unwrap_or(0),
                 }),
                 secrets: HashMap::new(),
-                volume_capability: Some(capability.to_capability()),
+                volume_capability: capability.to_request(),
             };
             call(
                 t,
@@ -648,7 +663,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
             let req = ControllerPublishVolumeRequest {
                 volume_id: id,
                 node_id,
-                volume_capability: Some(capability.to_capability()),
+                volume_capability: capability.to_request(),
                 readonly,
                 secrets: HashMap::new(),
                 volume_context: map(context),
@@ -726,7 +741,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
                 volume_id: id,
                 publish_context: map(publish_context),
                 staging_target_path: staging_path,
-                volume_capability: Some(capability.to_capability()),
+                volume_capability: capability.to_request(),
                 secrets: HashMap::new(),
                 volume_context: map(context),
             };
@@ -753,7 +768,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
                 publish_context: map(publish_context),
                 staging_target_path: staging_path.unwrap_or_default(),
                 target_path,
-                volume_capability: Some(capability.to_capability()),
+                volume_capability: capability.to_request(),
                 readonly,
                 secrets: HashMap::new(),
                 volume_context: map(context),
@@ -794,7 +809,7 @@ pub async fn run(endpoint: &str, timeout: Duration, cmd: CsiCommand) -> Result<(
                     limit_bytes: 0,
                 }),
                 staging_target_path: staging_path.unwrap_or_default(),
-                volume_capability: Some(capability.to_capability()),
+                volume_capability: capability.to_request(),
                 secrets: HashMap::new(),
             };
             call(t, "NodeExpandVolume", node.node_expand_volume(req)).await
@@ -934,6 +949,46 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.to_string().starts_with("INVALID_ARGUMENT: "), "{err}");
+    }
+
+    #[test]
+    fn empty_ids_and_no_capability_reach_the_request_for_conformance_checks() {
+        let h = Harness::try_parse_from(["x", "node-stage", "", "--staging-path", ""]).unwrap();
+        let CsiCommand::NodeStage {
+            id,
+            staging_path,
+            capability,
+            ..
+        } = h.cmd
+        else {
+            panic!("parsed into the wrong subcommand");
+        };
+        assert!(id.is_empty() && staging_path.is_empty());
+        assert!(capability.to_request().is_some());
+        let h = Harness::try_parse_from([
+            "x",
+            "node-publish",
+            "v",
+            "--target-path",
+            "/t",
+            "--no-capability",
+        ])
+        .unwrap();
+        let CsiCommand::NodePublish { capability, .. } = h.cmd else {
+            panic!("parsed into the wrong subcommand");
+        };
+        assert!(capability.to_request().is_none());
+        assert!(capability.to_request_list().is_empty());
+        let both = [
+            "x",
+            "node-stage",
+            "v",
+            "--staging-path",
+            "/s",
+            "--no-capability",
+            "--block",
+        ];
+        assert!(Harness::try_parse_from(both).is_err());
     }
 
     #[test]
