@@ -50,6 +50,12 @@ pub trait Exporter: Send + Sync + fmt::Debug {
     fn on_remove(&self, disk: &SimDisk) {
         let _ = disk;
     }
+    /// After `/disk set nvme-tcp-server-allow-host-name=` changed who may connect. A refusal
+    /// fails the `/disk set` and the model keeps the previous value.
+    fn on_allow_host(&self, disk: &SimDisk) -> Result<(), String> {
+        let _ = disk;
+        Ok(())
+    }
 }
 
 /// The default: disks are only bookkeeping.
@@ -345,8 +351,16 @@ impl Model {
                 self.exporter.on_resize(&self.disks[idx]);
             }
         }
-        if let Some(a) = allow {
-            self.disks[idx].allow_host = a.to_string();
+        if let Some(a) = allow
+            && self.disks[idx].allow_host != a
+        {
+            let before = std::mem::replace(&mut self.disks[idx].allow_host, a.to_string());
+            if self.disks[idx].nvme_export
+                && let Err(e) = self.exporter.on_allow_host(&self.disks[idx])
+            {
+                self.disks[idx].allow_host = before;
+                return Err(failure(&e));
+            }
         }
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! kernel instead of fakes. Layout created per disk, mirroring what an RDS exports:
 //!
 //! ```text
-//! <configfs>/nvmet/subsystems/<nqn>/attr_allow_any_host = 1
+//! <configfs>/nvmet/subsystems/<nqn>/attr_allow_any_host = 1      (allow-host-name empty)
+//! <configfs>/nvmet/subsystems/<nqn>/attr_allow_any_host = 0      (allow-host-name set)
+//! <configfs>/nvmet/subsystems/<nqn>/allowed_hosts/<host> -> ../../../hosts/<host>
 //! <configfs>/nvmet/subsystems/<nqn>/namespaces/1/{device_path,buffered_io,enable}
 //! <configfs>/nvmet/ports/<id>/addr_{trtype=tcp,adrfam,traddr,trsvcid=<disk port>}
 //! <configfs>/nvmet/ports/<id>/subsystems/<nqn> -> ../../../subsystems/<nqn>
@@ -55,19 +57,24 @@ impl NvmetConfig {
     }
 }
 
-/// Who may connect to an exported disk.
-///
-/// The seam for host ACLs: today every export allows any host (the RDS
-/// `nvme-tcp-server-allow-host-name` is recorded by the model but not enforced here); a later
-/// variant will create `hosts/<hostnqn>` and link it into the subsystem's `allowed_hosts`.
+/// Who may connect to an exported disk: the RDS `nvme-tcp-server-allow-host-name`, enforced by
+/// the kernel target so a refused host really cannot connect (host fencing is tested against
+/// the kernel, not against bookkeeping).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostAccess {
+    /// Empty allow-host-name: `attr_allow_any_host = 1`.
     AnyHost,
+    /// `attr_allow_any_host = 0` and this host NQN alone in `allowed_hosts`.
+    Only(String),
 }
 
 impl HostAccess {
-    fn for_disk(_disk: &SimDisk) -> HostAccess {
-        HostAccess::AnyHost
+    pub fn for_disk(disk: &SimDisk) -> HostAccess {
+        if disk.allow_host.is_empty() {
+            HostAccess::AnyHost
+        } else {
+            HostAccess::Only(disk.allow_host.clone())
+        }
     }
 }
 
@@ -281,10 +288,55 @@ impl NvmetExporter {
         Ok(())
     }
 
+    /// The kernel refuses `allow_any_host = 1` while hosts are linked and refuses a link while
+    /// `allow_any_host = 1`, so the order matters: opening unlinks first, restricting closes
+    /// first. A swap therefore passes through "nobody allowed", never through "anybody".
     fn apply_host_access(&self, subsys: &Path, access: &HostAccess) -> Result<(), SimError> {
+        let allowed = subsys.join("allowed_hosts");
+        let linked = if self.exists(&allowed)? {
+            self.list(&allowed)?
+        } else {
+            Vec::new()
+        };
         match access {
-            HostAccess::AnyHost => self.write(&subsys.join("attr_allow_any_host"), "1"),
+            HostAccess::AnyHost => {
+                for host in &linked {
+                    self.unlink(&allowed.join(host))?;
+                }
+                self.write(&subsys.join("attr_allow_any_host"), "1")
+            }
+            HostAccess::Only(host) => {
+                checked_name("host NQN", host)?;
+                self.write(&subsys.join("attr_allow_any_host"), "0")?;
+                for other in linked.iter().filter(|h| *h != host) {
+                    self.unlink(&allowed.join(other))?;
+                }
+                if !linked.contains(host) {
+                    let host_dir = self.nvmet().join("hosts").join(host);
+                    self.mkdir(&host_dir)?;
+                    // Plain trees have no default groups; configfs makes `allowed_hosts` itself.
+                    self.mkdir(&allowed)?;
+                    self.symlink(&host_dir, &allowed.join(host))?;
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// Re-applies the disk's allow-host-name to its live subsystem (`/disk set`).
+    pub fn set_host_access(&self, disk: &SimDisk) -> Result<(), SimError> {
+        let nqn = checked_nqn(disk)?;
+        let subsys = self.subsystem_dir(nqn);
+        if !self.exists(&subsys)? {
+            return Err(SimError::NvmetRefused(format!(
+                "disk {} is not exported (no subsystem {nqn})",
+                disk.slot
+            )));
+        }
+        let access = HostAccess::for_disk(disk);
+        self.apply_host_access(&subsys, &access)?;
+        tracing::info!(%nqn, ?access, "nvmet: host access changed");
+        Ok(())
     }
 
     /// The port listening on our address and `port`, created when missing. Ports are shared by
@@ -392,6 +444,12 @@ fn checked_nqn(disk: &SimDisk) -> Result<&str, SimError> {
             disk.slot
         )));
     };
+    checked_name("NQN", nqn)?;
+    Ok(nqn)
+}
+
+/// Subsystem and host NQNs both become configfs directory names.
+fn checked_name(what: &str, nqn: &str) -> Result<(), SimError> {
     if nqn.is_empty()
         || nqn.len() > MAX_NQN_LEN
         || nqn == "."
@@ -399,10 +457,10 @@ fn checked_nqn(disk: &SimDisk) -> Result<&str, SimError> {
         || nqn.chars().any(|c| c == '/' || c.is_control())
     {
         return Err(SimError::NvmetRefused(format!(
-            "NQN {nqn:?} cannot be an nvmet subsystem name"
+            "{what} {nqn:?} cannot be an nvmet configfs name"
         )));
     }
-    Ok(nqn)
+    Ok(())
 }
 
 impl Exporter for NvmetExporter {
@@ -421,6 +479,10 @@ impl Exporter for NvmetExporter {
         if let Err(e) = result {
             tracing::warn!(slot = %disk.slot, error = %e, "nvmet: removing the export failed");
         }
+    }
+
+    fn on_allow_host(&self, disk: &SimDisk) -> Result<(), String> {
+        self.set_host_access(disk).map_err(|e| e.to_string())
     }
 }
 
@@ -670,6 +732,129 @@ mod tests {
         sim.run_local("/disk remove [find slot=pvc-a]").unwrap();
         assert!(!s.exists());
         assert!(!link.is_symlink());
+    }
+
+    const HOST_A: &str = "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e";
+    const HOST_B: &str = "nqn.2014-08.org.nvmexpress:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+    fn linked_hosts(subsys: &Path) -> Vec<String> {
+        let dir = subsys.join("allowed_hosts");
+        if !dir.exists() {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn an_allowed_host_closes_the_subsystem_to_everyone_else() {
+        let root = tempfile::tempdir().unwrap();
+        let x = exporter(root.path());
+        let mut d = disk("pvc-a", NQN, 4420);
+        d.allow_host = HOST_A.into();
+        x.export(&d, Some(&root.path().join("a.img"))).unwrap();
+        let s = root.path().join("nvmet/subsystems").join(NQN);
+        assert_eq!(attr(s.join("attr_allow_any_host")), "0");
+        assert_eq!(linked_hosts(&s), [HOST_A]);
+        assert_eq!(
+            std::fs::read_link(s.join("allowed_hosts").join(HOST_A)).unwrap(),
+            root.path().join("nvmet/hosts").join(HOST_A)
+        );
+        assert!(root.path().join("nvmet/hosts").join(HOST_A).is_dir());
+    }
+
+    #[test]
+    fn host_access_swaps_and_opens_again() {
+        let root = tempfile::tempdir().unwrap();
+        let x = exporter(root.path());
+        let mut d = disk("pvc-a", NQN, 4420);
+        x.export(&d, Some(&root.path().join("a.img"))).unwrap();
+        let s = root.path().join("nvmet/subsystems").join(NQN);
+
+        d.allow_host = HOST_A.into();
+        x.set_host_access(&d).unwrap();
+        assert_eq!(attr(s.join("attr_allow_any_host")), "0");
+        assert_eq!(linked_hosts(&s), [HOST_A]);
+        // Repeating is a no-op, not an error (the link exists already).
+        x.set_host_access(&d).unwrap();
+        assert_eq!(linked_hosts(&s), [HOST_A]);
+
+        d.allow_host = HOST_B.into();
+        x.set_host_access(&d).unwrap();
+        assert_eq!(attr(s.join("attr_allow_any_host")), "0");
+        assert_eq!(linked_hosts(&s), [HOST_B]);
+
+        d.allow_host.clear();
+        x.set_host_access(&d).unwrap();
+        assert_eq!(attr(s.join("attr_allow_any_host")), "1");
+        assert!(linked_hosts(&s).is_empty());
+
+        // Unexport removes a restricted subsystem too.
+        d.allow_host = HOST_A.into();
+        x.set_host_access(&d).unwrap();
+        x.unexport(NQN).unwrap();
+        assert!(!s.exists());
+    }
+
+    #[test]
+    fn host_nqns_that_name_other_paths_are_refused_and_change_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let x = exporter(root.path());
+        let mut d = disk("pvc-a", NQN, 4420);
+        x.export(&d, Some(&root.path().join("a.img"))).unwrap();
+        let s = root.path().join("nvmet/subsystems").join(NQN);
+        for bad in ["..", "a/../../x", "nqn\nx"] {
+            d.allow_host = bad.into();
+            let e = x.set_host_access(&d).unwrap_err();
+            assert!(matches!(e, SimError::NvmetRefused(_)), "{bad:?}: {e}");
+            assert_eq!(attr(s.join("attr_allow_any_host")), "1", "{bad:?}");
+        }
+        let unexported = disk("pvc-b", "nqn.x:pvc-b", 4420);
+        assert!(x.set_host_access(&unexported).is_err());
+    }
+
+    /// `/disk set … nvme-tcp-server-allow-host-name=` over the simulator reaches configfs and
+    /// `/disk print detail`; a value nvmet refuses fails the command and keeps the old one.
+    #[tokio::test]
+    async fn disk_set_allow_host_drives_the_exporter() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = SimConfig::for_tests();
+        cfg.storage = Storage::Dir(root.path().join("storage"));
+        cfg.exporter = Arc::new(exporter(&root.path().join("cfs")));
+        let sim = Sim::start(cfg).await.unwrap();
+        sim.run_local(&format!(
+            "/disk add type=file file-path=/storage-pool/v/pvc-a.img file-size=1M slot=pvc-a \
+             nvme-tcp-export=yes nvme-tcp-server-nqn={NQN}"
+        ))
+        .unwrap();
+        let s = root.path().join("cfs/nvmet/subsystems").join(NQN);
+        sim.run_local(&format!(
+            "/disk set [find slot=pvc-a] nvme-tcp-server-allow-host-name=\"{HOST_A}\""
+        ))
+        .unwrap();
+        assert_eq!(attr(s.join("attr_allow_any_host")), "0");
+        assert_eq!(linked_hosts(&s), [HOST_A]);
+        let printed = sim
+            .run_local("/disk print detail where slot=pvc-a")
+            .unwrap();
+        let disks = routeros::disk::parse_disks(&printed).unwrap();
+        assert_eq!(disks[0].allow_host.as_deref(), Some(HOST_A));
+
+        let e = sim
+            .run_local("/disk set [find slot=pvc-a] nvme-tcp-server-allow-host-name=\"a/b\"")
+            .unwrap_err();
+        assert!(e.starts_with("failure:"), "{e}");
+        assert_eq!(sim.disks()[0].allow_host, HOST_A);
+        assert_eq!(linked_hosts(&s), [HOST_A]);
+
+        sim.run_local("/disk set [find slot=pvc-a] nvme-tcp-server-allow-host-name=\"\"")
+            .unwrap();
+        assert_eq!(attr(s.join("attr_allow_any_host")), "1");
+        assert!(linked_hosts(&s).is_empty());
     }
 
     /// Disks without `nvme-tcp-export=yes` never reach the kernel target.
