@@ -4,6 +4,7 @@
 //! command never blocks the connection's other channels, and a reboot can cut it at any time.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use russh::keys::PrivateKey;
@@ -112,6 +113,23 @@ struct Conn {
     killed: watch::Receiver<bool>,
 }
 
+/// Counts one command as running for as long as it lives.
+struct Running(Arc<Shared>);
+
+impl Running {
+    fn start(shared: Arc<Shared>) -> Running {
+        let now = shared.commands_running.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.commands_peak.fetch_max(now, Ordering::Relaxed);
+        Running(shared)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.commands_running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Conn {
     fn is_authorized(&self, key: &russh::keys::PublicKey) -> Auth {
         if self
@@ -152,11 +170,21 @@ impl russh::server::Handler for Conn {
 
     async fn channel_open_session(
         &mut self,
-        _channel: Channel<Msg>,
+        channel: Channel<Msg>,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.shared.session_opened(self.id, channel.id());
         reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.session_closed(self.id, channel);
         Ok(())
     }
 
@@ -211,6 +239,7 @@ async fn run_command(
     line: String,
 ) {
     let started = Instant::now();
+    let _running = Running::start(shared.clone());
     shared.record(&line);
     let decision = shared.decide(&line);
     if !decision.latency.is_zero() {
@@ -292,4 +321,7 @@ async fn run_command(
     if sent.await.is_err() {
         tracing::debug!(conn, "rds-sim: client went away before the reply was sent");
     }
+    // The server's close ends the session (russh forgets the channel then, so the client's
+    // answering close never reaches `channel_close`).
+    shared.session_closed(conn, channel);
 }

@@ -1,9 +1,9 @@
 //! The simulator handle and the state every connection shares: model, faults, command log and
 //! the live connections (so a "reboot" can cut them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,15 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     booted: Mutex<Instant>,
     pub authorized: Vec<PublicKey>,
+    /// SSH session channels open right now, by connection (what a leak check counts). A
+    /// session ends when either side closes it: the server after answering, the client when it
+    /// abandons a command, or the connection going away.
+    sessions: Mutex<HashSet<(u64, russh::ChannelId)>>,
+    /// Commands received and not yet finished (answered, dropped or released from a hang).
+    pub commands_running: AtomicUsize,
+    /// Most commands ever running at once since the last reset: proves how far a client
+    /// really parallelises (its session bound), not how fast it happens to be.
+    pub commands_peak: AtomicUsize,
 }
 
 impl Shared {
@@ -54,6 +63,15 @@ impl Shared {
 
     pub fn unregister(&self, id: u64) {
         lock(&self.conns).remove(&id);
+        lock(&self.sessions).retain(|(conn, _)| *conn != id);
+    }
+
+    pub fn session_opened(&self, conn: u64, channel: russh::ChannelId) {
+        lock(&self.sessions).insert((conn, channel));
+    }
+
+    pub fn session_closed(&self, conn: u64, channel: russh::ChannelId) {
+        lock(&self.sessions).remove(&(conn, channel));
     }
 
     /// Cuts one connection at the TCP level: the client sees the socket close, no SSH goodbye.
@@ -140,6 +158,9 @@ impl Sim {
             next_conn: AtomicU64::new(1),
             booted: Mutex::new(Instant::now()),
             authorized,
+            sessions: Mutex::new(HashSet::new()),
+            commands_running: AtomicUsize::new(0),
+            commands_peak: AtomicUsize::new(0),
         });
         let accept = crate::server::spawn_accept(listener, host_key.clone(), shared.clone());
         tracing::info!(%addr, fingerprint = %keys::fingerprint(host_key.public_key()), "rds-sim listening");
@@ -195,6 +216,27 @@ impl Sim {
     /// Number of SSH connections currently open (lets tests see pooling and reconnects).
     pub fn connection_count(&self) -> usize {
         lock(&self.shared.conns).len()
+    }
+
+    /// SSH session channels open across all connections (a client that leaks sessions shows
+    /// here after it goes idle).
+    pub fn sessions_open(&self) -> usize {
+        lock(&self.shared.sessions).len()
+    }
+
+    /// Commands being served right now, including slowed and hung ones.
+    pub fn commands_running(&self) -> usize {
+        self.shared.commands_running.load(Ordering::Relaxed)
+    }
+
+    /// The most commands that ran at the same time since start or the last reset.
+    pub fn peak_commands_running(&self) -> usize {
+        self.shared.commands_peak.load(Ordering::Relaxed)
+    }
+
+    pub fn reset_peak_commands_running(&self) {
+        let now = self.shared.commands_running.load(Ordering::Relaxed);
+        self.shared.commands_peak.store(now, Ordering::Relaxed);
     }
 
     /// Runs one command line in-process, bypassing SSH and faults (handy for seeding state).
