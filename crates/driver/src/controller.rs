@@ -22,6 +22,7 @@ use crate::locks::VolumeLocks;
 use crate::params;
 use crate::rpc::{traced, traced_on_node};
 use crate::size;
+use crate::snapshots::{self, SnapshotService};
 use crate::volume_id::{self, VolumeId};
 
 pub struct ControllerService {
@@ -29,6 +30,8 @@ pub struct ControllerService {
     locks: VolumeLocks,
     /// Always present: publishing without a fence is how two nodes end up writing one volume.
     fencing: Arc<AttachmentManager>,
+    /// Snapshot RPCs and CreateVolume content sources (logic in `crate::snapshots`).
+    snapshots: SnapshotService,
 }
 
 /// Only what is implemented is declared: a CO that sees a capability relies on it.
@@ -40,6 +43,9 @@ const CAPABILITIES: &[RpcType] = &[
     RpcType::GetVolume,
     RpcType::SingleNodeMultiWriter,
     RpcType::PublishUnpublishVolume,
+    RpcType::CreateDeleteSnapshot,
+    RpcType::ListSnapshots,
+    RpcType::CloneVolume,
 ];
 
 /// publish_context keys (snake_case, as the earlier driver wrote them).
@@ -55,6 +61,7 @@ const TOKEN_PREFIX: &str = "after:";
 impl ControllerService {
     pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
         ControllerService {
+            snapshots: SnapshotService::new(backends.clone()),
             backends,
             locks: VolumeLocks::default(),
             fencing,
@@ -88,13 +95,16 @@ impl ControllerService {
         capability::check_all(&req.volume_capabilities).map_err(|why| {
             DriverError::InvalidArgument(format!("invalid volume capabilities: {why}"))
         })?;
-        if req.volume_content_source.is_some() {
-            return Err(DriverError::InvalidArgument(
-                "creating a volume from a snapshot or another volume is not supported yet; remove dataSource from the PVC".into(),
-            ));
-        }
         let bytes = size::allocation(req.capacity_range.as_ref())?;
         let (p, backend) = params::parse(&req.parameters, &self.backends)?;
+        let copy = match &req.volume_content_source {
+            Some(src) => Some(self.snapshots.copy_source(src, backend).await?),
+            None => None,
+        };
+        let bytes = match &copy {
+            Some(c) => snapshots::restore_size(bytes, c.bytes, req.capacity_range.as_ref())?,
+            None => bytes,
+        };
         let slot = volume_id::slot_for_name(&req.name).map_err(|e| {
             DriverError::Internal(format!("deriving a slot for {:?}: {e}", req.name))
         })?;
@@ -121,7 +131,7 @@ impl ControllerService {
                 port: p.nvme_port,
                 nqn: nqn.clone(),
             }),
-            copy_from: None,
+            copy_from: copy.map(|c| c.slot),
         };
         info!(volume = %id, name = %req.name, bytes, path = file_path.as_str(), "creating volume");
         let outcome = backend.client.create_disk(&spec).await.map_err(|e| {
@@ -159,7 +169,7 @@ impl ControllerService {
                 capacity_bytes: capacity as i64,
                 volume_id: id.to_string(),
                 volume_context: params::volume_context(&p, port, &nqn_text, &path),
-                content_source: None,
+                content_source: req.volume_content_source.clone(),
                 accessible_topology: vec![],
             }),
         })
@@ -691,30 +701,43 @@ impl pb::controller_server::Controller for ControllerService {
 
     async fn create_snapshot(
         &self,
-        _request: Request<pb::CreateSnapshotRequest>,
+        request: Request<pb::CreateSnapshotRequest>,
     ) -> std::result::Result<Response<pb::CreateSnapshotResponse>, Status> {
-        Err(unimplemented("CreateSnapshot"))
+        let req = request.into_inner();
+        let name = req.name.clone();
+        traced("CreateSnapshot", &name, self.snapshots.create(req)).await
     }
 
     async fn delete_snapshot(
         &self,
-        _request: Request<pb::DeleteSnapshotRequest>,
+        request: Request<pb::DeleteSnapshotRequest>,
     ) -> std::result::Result<Response<pb::DeleteSnapshotResponse>, Status> {
-        Err(unimplemented("DeleteSnapshot"))
+        let req = request.into_inner();
+        let id = req.snapshot_id.clone();
+        traced("DeleteSnapshot", &id, self.snapshots.delete(req)).await
     }
 
     async fn list_snapshots(
         &self,
-        _request: Request<pb::ListSnapshotsRequest>,
+        request: Request<pb::ListSnapshotsRequest>,
     ) -> std::result::Result<Response<pb::ListSnapshotsResponse>, Status> {
-        Err(unimplemented("ListSnapshots"))
+        traced(
+            "ListSnapshots",
+            "",
+            self.snapshots.list(request.into_inner()),
+        )
+        .await
     }
 
+    /// Served, but GET_SNAPSHOT (alpha) is not declared: the capability's enum value was
+    /// transcribed from memory and not checked against the published proto.
     async fn get_snapshot(
         &self,
-        _request: Request<pb::GetSnapshotRequest>,
+        request: Request<pb::GetSnapshotRequest>,
     ) -> std::result::Result<Response<pb::GetSnapshotResponse>, Status> {
-        Err(unimplemented("GetSnapshot"))
+        let req = request.into_inner();
+        let id = req.snapshot_id.clone();
+        traced("GetSnapshot", &id, self.snapshots.get(req)).await
     }
 
     async fn controller_expand_volume(

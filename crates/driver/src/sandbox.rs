@@ -32,6 +32,9 @@ pub struct SandboxOptions {
     /// VolumeAttachments (and inject API faults) before or while the controller runs.
     pub cluster: Arc<MemoryCluster>,
     pub fencing: FencingConfig,
+    /// Where the simulators keep disk contents; `Dir(d)` puts backend `name` under `d/name`, so
+    /// tests can read what a copy really wrote.
+    pub storage: rds_sim::Storage,
 }
 
 impl Default for SandboxOptions {
@@ -45,6 +48,7 @@ impl Default for SandboxOptions {
             observer: None,
             cluster: Arc::new(MemoryCluster::new()),
             fencing: FencingConfig::default(),
+            storage: rds_sim::Storage::Memory,
         }
     }
 }
@@ -73,6 +77,9 @@ pub async fn start_sim(
     let mut cfg = rds_sim::SimConfig::for_tests();
     cfg.authorized_keys = vec![public_line];
     cfg.capacity_bytes = o.capacity;
+    if let rds_sim::Storage::Dir(d) = &o.storage {
+        cfg.storage = rds_sim::Storage::Dir(d.join(name));
+    }
     let sim = rds_sim::Sim::start(cfg)
         .await
         .map_err(|e| setup("starting rds-sim", e))?;

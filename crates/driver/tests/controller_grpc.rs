@@ -121,14 +121,13 @@ async fn controller_declares_only_what_it_implements() {
         Rpc::ExpandVolume,
         Rpc::GetVolume,
         Rpc::PublishUnpublishVolume,
-    ] {
-        assert!(declared.contains(&(want as i32)), "{want:?} missing");
-    }
-    for absent in [
         Rpc::CreateDeleteSnapshot,
         Rpc::CloneVolume,
         Rpc::ListSnapshots,
     ] {
+        assert!(declared.contains(&(want as i32)), "{want:?} missing");
+    }
+    for absent in [Rpc::ModifyVolume, Rpc::GetSnapshot] {
         assert!(
             !declared.contains(&(absent as i32)),
             "{absent:?} declared but not implemented"
@@ -137,7 +136,7 @@ async fn controller_declares_only_what_it_implements() {
     // And what is not declared answers UNIMPLEMENTED rather than pretending.
     let r = h
         .controller
-        .create_snapshot(pb::CreateSnapshotRequest::default())
+        .controller_modify_volume(pb::ControllerModifyVolumeRequest::default())
         .await;
     assert_eq!(code(r), Code::Unimplemented);
     // PUBLISH_UNPUBLISH_VOLUME is declared, so Publish answers (here: the empty request is
@@ -190,9 +189,10 @@ async fn create_volume_rejects_bad_requests_with_invalid_argument() {
             },
         )),
     });
+    // Clones are served (snapshots_grpc.rs); a source that does not exist is NOT_FOUND.
     assert_eq!(
         code(h.controller.create_volume(with_source).await),
-        Code::InvalidArgument
+        Code::NotFound
     );
 
     for (k, v) in [
