@@ -40,6 +40,9 @@ pub enum Command {
     Csi(CsiArgs),
     /// Print the orphan reconciler's latest findings (JSON) from a controller's HTTP endpoint.
     Orphans(OrphansArgs),
+    /// Serve the KubeVirt hotplug handoff guard: a validating webhook that delays deleting an
+    /// old hotplug attachment pod until its replacement holds every volume (docs/kubevirt.md).
+    HotplugGuard(crate::guard_cmd::GuardArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,6 +4,7 @@
 mod args;
 mod csi_cmd;
 mod demo;
+mod guard_cmd;
 mod http;
 mod logging;
 mod run;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|e| e.to_string()),
             Command::Orphans(a) => http::print_orphans(&a.url, a.timeout).await,
+            Command::HotplugGuard(a) => guard_cmd::run(a).await,
         }
     });
     match result {

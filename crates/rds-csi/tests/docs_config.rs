@@ -13,7 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rds-csi");
-const SUBCOMMANDS: &[&str] = &["controller", "node", "all", "sim", "demo", "csi", "orphans"];
+const SUBCOMMANDS: &[&str] = &[
+    "controller",
+    "node",
+    "all",
+    "sim",
+    "demo",
+    "csi",
+    "orphans",
+    "hotplug-guard",
+];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

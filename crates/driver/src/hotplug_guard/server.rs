@@ -89,7 +89,7 @@ pub async fn serve(
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
         }
     }
     drop(listener);
