@@ -1,0 +1,162 @@
+//! Faults only a real process can have: the controller SIGKILLed in the middle of making a
+//! volume, then a new controller process taking over the provisioner's retry.
+//!
+//! The RDS is an rds-sim inside the test (so it can hold a command and show its disks and files);
+//! the controller is the `rds-csi` binary, killed with SIGKILL (no drain, no SSH goodbye).
+
+#![allow(clippy::unwrap_used)]
+
+mod procsim;
+
+use std::time::Duration;
+
+use csi::v1 as pb;
+use procsim::*;
+use tonic::Code;
+
+fn pvc_name() -> String {
+    format!("pvc-{}", uuid::Uuid::new_v4())
+}
+
+/// Killed after `/disk add` was applied and while its verifying print is held by the RDS: the
+/// disk exists but no controller ever verified it. The provisioner's retry through a new
+/// controller process answers OK with the same id, leaving exactly one disk and one file, and
+/// DeleteVolume then leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_between_disk_add_and_its_verification() {
+    let rig = Rig::start(1 << 40).await;
+    // A long read deadline so the held print is still pending when the process dies.
+    let mut first = rig.controller("first", &["--rds-read-timeout", "60s"]);
+    let (_, mut c) = first.clients().await;
+    let name = pvc_name();
+    let verify = format!("/disk print detail where slot={name}");
+    rig.sim.faults().hang_next(&verify);
+    let n = name.clone();
+    let call = tokio::spawn(async move { c.create_volume(create_req(&n, 1)).await });
+    let sim = &rig.sim;
+    wait_for(
+        "the add to be applied and its verifying print to be held",
+        Duration::from_secs(20),
+        || {
+            let cmds = sim.commands();
+            let add = cmds
+                .iter()
+                .position(|l| l.starts_with("/disk add") && l.contains(&name));
+            add.is_some_and(|i| cmds[i..].contains(&verify)) && sim.commands_running() == 1
+        },
+    )
+    .await;
+    assert_eq!(disks_named(&rig.sim, &name), 1, "the add was applied");
+    first.sigkill();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        ),
+        "the caller of the killed controller sees a transport error: {err:?}"
+    );
+    // The dead process's connection goes away with it.
+    wait_for(
+        "the killed controller's SSH connection to close",
+        Duration::from_secs(10),
+        || rig.sim.connection_count() == 0 && rig.sim.sessions_open() == 0,
+    )
+    .await;
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (1, 1)
+    );
+
+    // Kubernetes restarts the pod; the provisioner retries the same CreateVolume.
+    let mut second = rig.controller("second", &[]);
+    let (_, mut c) = second.clients().await;
+    let v = c
+        .create_volume(create_req(&name, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.volume_id, format!("default:{name}"));
+    assert_eq!(v.capacity_bytes, GIB);
+    assert!(
+        v.volume_context.contains_key("nqn"),
+        "{:?}",
+        v.volume_context
+    );
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (1, 1),
+        "the retry must find the volume, not make a second one"
+    );
+    let disk = rig
+        .sim
+        .disks()
+        .into_iter()
+        .find(|d| d.slot == name)
+        .unwrap();
+    assert!(disk.nvme_export, "the found volume is the exported one");
+
+    c.delete_volume(pb::DeleteVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        rig.sim.disks().is_empty() && rig.sim.files().is_empty(),
+        "disks {:?} files {:?}",
+        rig.sim.disks(),
+        rig.sim.files()
+    );
+}
+
+/// Killed while `/disk add` itself is held before the RDS applied it: nothing exists, and the
+/// new controller's retry makes the volume exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_while_its_disk_add_is_not_yet_applied() {
+    let rig = Rig::start(1 << 40).await;
+    let mut first = rig.controller("first", &["--rds-write-timeout", "60s"]);
+    let (_, mut c) = first.clients().await;
+    let name = pvc_name();
+    rig.sim.faults().hang_next("/disk add");
+    let n = name.clone();
+    let call = tokio::spawn(async move { c.create_volume(create_req(&n, 1)).await });
+    let sim = &rig.sim;
+    wait_for("the add to be held", Duration::from_secs(20), || {
+        sim.commands()
+            .iter()
+            .any(|l| l.starts_with("/disk add") && l.contains(&name))
+    })
+    .await;
+    first.sigkill();
+    assert!(call.await.unwrap().is_err());
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (0, 0),
+        "a held add must not have been applied"
+    );
+
+    let mut second = rig.controller("second", &[]);
+    let (_, mut c) = second.clients().await;
+    let v = c
+        .create_volume(create_req(&name, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.volume_id, format!("default:{name}"));
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (1, 1)
+    );
+    c.delete_volume(pb::DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(rig.sim.disks().is_empty() && rig.sim.files().is_empty());
+}
