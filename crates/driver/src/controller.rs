@@ -17,8 +17,9 @@ use tracing::{info, warn};
 use crate::backend::{Backend, Backends};
 use crate::capability;
 use crate::error::{DriverError, Result};
-use crate::fencing::{AttachmentManager, PublishRequest, Sharing};
+use crate::fencing::{AclTarget, AttachmentManager, HostAcl, PublishRequest, Sharing};
 use crate::locks::VolumeLocks;
+use crate::node_id::NodeId;
 use crate::params;
 use crate::rpc::{traced, traced_on_node};
 use crate::size;
@@ -30,6 +31,8 @@ pub struct ControllerService {
     locks: VolumeLocks,
     /// Always present: publishing without a fence is how two nodes end up writing one volume.
     fencing: Arc<AttachmentManager>,
+    /// RDS-side host ACL around `fencing` for volumes with `hostFencing` (docs/fencing.md).
+    host_acl: HostAcl,
     /// Snapshot RPCs and CreateVolume content sources (logic in `crate::snapshots`).
     snapshots: SnapshotService,
 }
@@ -64,6 +67,7 @@ impl ControllerService {
             snapshots: SnapshotService::new(backends.clone()),
             backends,
             locks: VolumeLocks::default(),
+            host_acl: HostAcl::new(Arc::clone(&fencing)),
             fencing,
         }
     }
@@ -445,6 +449,7 @@ impl ControllerService {
         if req.node_id.is_empty() {
             return Err(DriverError::InvalidArgument("node ID is required".into()));
         }
+        let node = NodeId::parse(&req.node_id)?;
         let cap = req
             .volume_capability
             .as_ref()
@@ -463,7 +468,7 @@ impl ControllerService {
             .is_some_and(|m| m.mode == Mode::MultiNodeMultiWriter as i32);
         let request = PublishRequest {
             volume_id: req.volume_id.clone(),
-            node: req.node_id.clone(),
+            node: node.name.clone(),
             sharing: if multi {
                 Sharing::MultiNode
             } else {
@@ -471,7 +476,11 @@ impl ControllerService {
             },
             volume_context: req.volume_context.clone(),
         };
-        self.fencing.publish(&request).await?;
+        let acl = AclTarget {
+            slot: &id.slot,
+            client: &backend.client,
+        };
+        self.host_acl.publish(&request, &node, acl).await?;
         Ok(pb::ControllerPublishVolumeResponse { publish_context })
     }
 
@@ -482,10 +491,23 @@ impl ControllerService {
         if req.volume_id.is_empty() {
             return Err(DriverError::InvalidArgument("volume ID is required".into()));
         }
-        // No RDS call: a volume deleted on the RDS must still be detachable. An empty node id is
+        // The RDS is only asked about host-fenced volumes, and its failure never fails the
+        // detach: a volume deleted on the RDS must still be detachable. An empty node id is
         // CSI's "detach from every node".
-        let node = Some(req.node_id.as_str()).filter(|n| !n.is_empty());
-        self.fencing.unpublish(&req.volume_id, node).await?;
+        let node = Some(req.node_id.as_str())
+            .filter(|n| !n.is_empty())
+            .map(NodeId::parse)
+            .transpose()?;
+        let found = self
+            .parse_id(&req.volume_id)
+            .ok()
+            .and_then(|id| Some((self.backends.get(&id.backend)?.client.clone(), id.slot)));
+        let acl = found
+            .as_ref()
+            .map(|(client, slot)| AclTarget { slot, client });
+        self.host_acl
+            .unpublish(&req.volume_id, node.as_ref(), acl)
+            .await?;
         Ok(pb::ControllerUnpublishVolumeResponse {})
     }
 

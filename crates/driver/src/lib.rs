@@ -17,6 +17,7 @@ pub mod kube;
 pub mod locks;
 pub mod metrics;
 pub mod node;
+pub mod node_id;
 pub mod orphans;
 pub mod params;
 pub mod rpc;

@@ -23,6 +23,9 @@ pub const P_FS_TYPE: &str = "fsType";
 pub const P_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
 /// `"true"` lets volumes of the class run executables (mounted without `noexec`).
 pub const P_ALLOW_EXEC: &str = "allowExec";
+/// `"true"`: ControllerPublish restricts the disk's NVMe/TCP export to the publishing node's
+/// host NQN (RDS-side fencing, docs/fencing.md). Off by default until proven on hardware.
+pub const P_HOST_FENCING: &str = "hostFencing";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
@@ -41,6 +44,7 @@ pub const C_RECONNECT_DELAY: &str = "reconnectDelay";
 pub const C_KEEP_ALIVE_TMO: &str = "keepAliveTmo";
 pub const C_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
 pub const C_ALLOW_EXEC: &str = "allowExec";
+pub const C_HOST_FENCING: &str = "hostFencing";
 
 /// Kernel NVMe-oF timeouts the node passes to `/dev/nvme-fabrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,8 @@ pub struct VolumeParams {
     pub migration_timeout_secs: Option<u32>,
     /// Mount without `noexec` (StorageClass `allowExec: "true"`).
     pub allow_exec: bool,
+    /// RDS-side host ACL on publish (StorageClass `hostFencing: "true"`).
+    pub host_fencing: bool,
     pub pvc_name: Option<String>,
     pub pvc_namespace: Option<String>,
 }
@@ -118,6 +124,7 @@ pub fn parse<'b>(
             P_FS_TYPE,
             P_MIGRATION_TIMEOUT,
             P_ALLOW_EXEC,
+            P_HOST_FENCING,
         ];
         if !known.contains(&key.as_str()) && !key.starts_with(K8S_PREFIX) {
             return Err(invalid(format!(
@@ -206,6 +213,10 @@ pub fn parse<'b>(
         None => false,
         Some(v) => parse_bool(P_ALLOW_EXEC, v)?,
     };
+    let host_fencing = match params.get(P_HOST_FENCING) {
+        None => false,
+        Some(v) => parse_bool(P_HOST_FENCING, v)?,
+    };
     if let Some(fs) = params.get(P_FS_TYPE)
         && !crate::capability::FS_TYPES.contains(&fs.as_str())
     {
@@ -223,6 +234,7 @@ pub fn parse<'b>(
             timeouts,
             migration_timeout_secs,
             allow_exec,
+            host_fencing,
             pvc_name: params.get(PVC_NAME).cloned(),
             pvc_namespace: params.get(PVC_NAMESPACE).cloned(),
         },
@@ -258,6 +270,9 @@ pub fn volume_context(
     if p.allow_exec {
         ctx.insert(C_ALLOW_EXEC.into(), "true".into());
     }
+    if p.host_fencing {
+        ctx.insert(C_HOST_FENCING.into(), "true".into());
+    }
     if let Some(n) = &p.pvc_name {
         ctx.insert(PVC_NAME.into(), n.clone());
     }
@@ -291,6 +306,7 @@ mod tests {
             timeouts: Timeouts::default(),
             migration_timeout_secs: None,
             allow_exec: false,
+            host_fencing: false,
             pvc_name: None,
             pvc_namespace: None,
         };

@@ -1214,7 +1214,11 @@ async fn capabilities_and_info() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(info.node_id, "node-1");
+    // `<node name>/<host NQN>`: the controller needs the NQN for host fencing.
+    assert_eq!(
+        info.node_id,
+        "node-1/nqn.2014-08.org.nvmexpress:uuid:7f1c0d1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f"
+    );
     assert_eq!(info.max_volumes_per_node, 7);
 }
 

@@ -15,6 +15,7 @@
 pub mod annotations;
 pub mod clock;
 pub mod cluster;
+pub mod host_acl;
 pub mod manager;
 pub mod memory;
 pub mod rebuild;
@@ -26,6 +27,7 @@ pub mod vmi;
 pub mod vmi_grouper;
 
 pub use cluster::Cluster;
+pub use host_acl::{AclTarget, HostAcl};
 pub use manager::{
     AttachmentManager, FencingConfig, LeaderGate, PublishOutcome, PublishRequest, UnpublishOutcome,
 };

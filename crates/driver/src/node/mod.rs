@@ -72,6 +72,8 @@ pub(crate) struct Watch {
 
 pub(crate) struct Inner {
     pub cfg: NodeConfig,
+    /// What NodeGetInfo reports: `<node name>/<host NQN>` (see `crate::node_id`).
+    pub reported_id: String,
     pub prefix: ManagedPrefix,
     pub initiator: Arc<Initiator>,
     pub mounter: Mounter,
@@ -141,11 +143,14 @@ impl NodeService {
             return Err(DriverError::Config("node id must not be empty".into()));
         }
         let prefix = managed_prefix(&cfg)?;
+        let reported_id =
+            crate::node_id::NodeId::compose(&cfg.node_id, parts.initiator.host().hostnqn())?;
         let state = state::StateStore::load(&cfg.state_dir, cfg.deadlines.state_write)?;
         let mounter = Mounter::new(Arc::clone(&parts.sys), cfg.mounter_config());
         let (ready_tx, _) = watch::channel(ready);
         Ok(NodeService {
             inner: Arc::new(Inner {
+                reported_id,
                 prefix,
                 initiator: parts.initiator,
                 mounter,
@@ -335,7 +340,7 @@ impl pb::node_server::Node for NodeService {
         _r: Request<pb::NodeGetInfoRequest>,
     ) -> std::result::Result<Response<pb::NodeGetInfoResponse>, Status> {
         Ok(Response::new(pb::NodeGetInfoResponse {
-            node_id: self.inner.cfg.node_id.clone(),
+            node_id: self.inner.reported_id.clone(),
             max_volumes_per_node: self.inner.cfg.max_volumes,
             accessible_topology: None,
         }))
