@@ -812,3 +812,45 @@ async fn snapshots_are_never_orphans() {
     assert!(h.sim().files().iter().any(|f| f.path == disk.file_path));
     h.stop().await;
 }
+
+// ---------------------------------------------------------------- remaining sanity shapes
+
+/// csi-sanity: "should succeed when creating snapshot with maximum-length name" (128 characters),
+/// and "check the presence of new snapshots in the snapshot list" (and their absence once deleted).
+#[tokio::test]
+async fn a_maximum_length_name_works_and_lists_track_creation_and_deletion() {
+    let mut h = start().await;
+    let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+    let before = list_ids(&mut h.controller, list_req("", "")).await;
+    assert!(before.is_empty(), "{before:?}");
+    let name = "s".repeat(128);
+    let s = snapshot(&mut h.controller, &name, &v.volume_id).await;
+    assert_eq!(snapshot(&mut h.controller, &name, &v.volume_id).await, s);
+    assert_eq!(
+        list_ids(&mut h.controller, list_req("", "")).await,
+        vec![s.snapshot_id.clone()]
+    );
+    h.controller
+        .delete_snapshot(pb::DeleteSnapshotRequest {
+            snapshot_id: s.snapshot_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        list_ids(&mut h.controller, list_req("", ""))
+            .await
+            .is_empty()
+    );
+    // csi-sanity: "should fail when the starting_token is greater than total number of
+    // snapshots" sends a number it made up.
+    let r = h
+        .controller
+        .list_snapshots(pb::ListSnapshotsRequest {
+            starting_token: "10".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(r), Code::Aborted);
+    h.stop().await;
+}
