@@ -26,9 +26,11 @@ pub const TARGET: &str = "audit";
 
 /// CSI calls that change state somewhere (RDS, node, attachments). Read-only calls are not
 /// audited: they are many, and their metrics say enough.
-pub const MUTATING_RPCS: [&str; 10] = [
+pub const MUTATING_RPCS: [&str; 12] = [
     "CreateVolume",
     "DeleteVolume",
+    "CreateSnapshot",
+    "DeleteSnapshot",
     "ControllerExpandVolume",
     "ControllerPublishVolume",
     "ControllerUnpublishVolume",
@@ -445,6 +447,8 @@ mod tests {
         assert!(is_mutating("CreateVolume"));
         assert!(is_mutating("NodeUnpublishVolume"));
         assert!(!is_mutating("ListVolumes"));
+        assert!(is_mutating("CreateSnapshot") && is_mutating("DeleteSnapshot"));
+        assert!(!is_mutating("ListSnapshots"));
         assert!(!is_mutating("ControllerGetVolume"));
     }
 
