@@ -487,3 +487,60 @@ async fn unpublish_succeeds_during_an_rds_outage_and_the_next_publish_sets_the_a
     assert_eq!(acl(&h, &v), NQN_B);
     h.stop().await;
 }
+
+/// A second controller that never saw the publishes (a restart, or a new HA leader): it
+/// rebuilds the attachments from Kubernetes, learns from the disk itself whether the volume is
+/// fenced, opens a fenced volume's ACL on unpublish and leaves an open one alone.
+#[tokio::test]
+async fn a_controller_that_did_not_set_the_acl_still_follows_the_attachment() {
+    use driver::fencing::cluster::VolumeAttachmentInfo;
+
+    let mut h = start().await;
+    let fenced = create(&mut h, Some("true"), rwo()).await;
+    let plain = create(&mut h, None, rwo()).await;
+    for (v, node, name) in [(&fenced, node_a(), "node-a"), (&plain, node_b(), "node-b")] {
+        h.controller
+            .controller_publish_volume(publish(v, &node, rwo()))
+            .await
+            .unwrap();
+        h.cluster.add_volume_attachment(VolumeAttachmentInfo {
+            name: format!("va-{name}"),
+            pv_name: Some(format!("pv-{}", &v.volume_id[v.volume_id.len() - 8..])),
+            node: name.into(),
+            attached: true,
+            deleting_for_secs: None,
+        });
+    }
+    assert_eq!(acl(&h, &fenced), NQN_A);
+
+    let settings: Vec<_> = h.sims.iter().map(|s| s.settings.clone()).collect();
+    let opts = SandboxOptions {
+        cluster: h.cluster.clone(),
+        ..SandboxOptions::default()
+    };
+    let mut second = Sandbox::serve_with(tempfile::tempdir().unwrap(), vec![], &settings, &opts)
+        .await
+        .unwrap();
+    assert_eq!(second.fencing.attached_nodes(&fenced.volume_id), ["node-a"]);
+    assert_eq!(second.fencing.attached_nodes(&plain.volume_id), ["node-b"]);
+    h.sim().clear_commands();
+    second
+        .controller
+        .controller_unpublish_volume(unpublish(&fenced, &node_a()))
+        .await
+        .unwrap();
+    assert_eq!(acl(&h, &fenced), "");
+    assert!(second.fencing.attached_nodes(&fenced.volume_id).is_empty());
+
+    h.sim().clear_commands();
+    second
+        .controller
+        .controller_unpublish_volume(unpublish(&plain, &node_b()))
+        .await
+        .unwrap();
+    assert_eq!(acl(&h, &plain), "");
+    assert_eq!(acl_sets(&h), 0, "{:?}", h.sim().commands());
+    assert!(second.fencing.attached_nodes(&plain.volume_id).is_empty());
+    second.stop().await;
+    h.stop().await;
+}
