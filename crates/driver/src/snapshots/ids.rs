@@ -116,6 +116,30 @@ mod tests {
         assert!(SnapshotId::parse(legacy, "default").is_ok());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any CSI name (any Unicode, any length) gives a valid slot that parses back as ours,
+        /// on the default backend and with one named, and the same name always the same slot.
+        #[test]
+        fn every_name_maps_to_a_stable_parseable_slot(name in "\\PC{0,200}") {
+            let slot = slot_for_name(&name).unwrap();
+            proptest::prop_assert_eq!(&slot, &slot_for_name(&name).unwrap());
+            let bare = SnapshotId::parse(slot.as_str(), "default").unwrap();
+            proptest::prop_assert_eq!(&bare.slot, &slot);
+            let named = SnapshotId::parse(&format!("b-2:{}", slot.as_str()), "x").unwrap();
+            proptest::prop_assert_eq!(named.backend.as_str(), "b-2");
+        }
+
+        /// Arbitrary text is either refused or a slot of the accepted shapes; never a panic.
+        #[test]
+        fn parsing_arbitrary_ids_never_panics(id in "\\PC{0,120}") {
+            if let Ok(parsed) = SnapshotId::parse(&id, "default") {
+                proptest::prop_assert!(is_snapshot_slot(parsed.slot.as_str()));
+            }
+        }
+    }
+
     #[test]
     fn anything_else_is_not_ours() {
         for bad in [

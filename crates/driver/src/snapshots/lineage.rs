@@ -88,6 +88,22 @@ mod tests {
         assert_eq!(l.created, Some(t));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever slot and time are written come back; any other path parses without panic.
+        #[test]
+        fn written_lineage_reads_back(src in "[a-zA-Z0-9-]{1,64}", secs in 0u64..=u32::MAX as u64 * 4, junk in "\\PC{0,100}") {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let name = file_name(&Slot::new(SNAP).unwrap(), &Slot::new(&src).unwrap(), t);
+            let l = parse(SNAP, &format!("/storage-pool/x/{name}"));
+            proptest::prop_assert_eq!(l.source.map(|s| s.as_str().to_string()), Some(src.clone()));
+            proptest::prop_assert_eq!(l.created, Some(t));
+            let _ = parse(SNAP, &junk);
+            let _ = parse(&junk, &format!("/p/{junk}.img"));
+        }
+    }
+
     #[test]
     fn plain_and_foreign_names_have_no_lineage() {
         assert_eq!(
