@@ -107,6 +107,38 @@ fn start_guard(dir: &Path, kc: &str, port: u16, metrics_port: u16) -> Proc {
     Proc(child)
 }
 
+/// The guard runs with exactly the RBAC of deploy/kubernetes/hotplug-guard/rbac.yaml: the
+/// admin credentials impersonating its ServiceAccount (kubeconfig `as`), so a missing verb shows
+/// up as a failed lookup (fail open: no denial) or a missing event.
+fn guard_kubeconfig(admin: &str, dir: &Path) -> String {
+    let (ok, _) = kubectl(admin, &["get", "namespace", "rds-csi", "-o", "name"], None);
+    if !ok {
+        let (ok, out) = kubectl(admin, &["create", "namespace", "rds-csi"], None);
+        assert!(ok || out.contains("AlreadyExists"), "{out}");
+    }
+    let rbac = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/kubernetes/hotplug-guard/rbac.yaml");
+    let (ok, out) = kubectl(admin, &["apply", "-f", rbac.to_str().unwrap()], None);
+    assert!(ok, "{out}");
+    let (ok, text) = kubectl(
+        admin,
+        &["config", "view", "--raw", "--minify", "-o", "json"],
+        None,
+    );
+    assert!(ok, "{text}");
+    let mut kc: Value = serde_json::from_str(&text).unwrap();
+    let user = &mut kc["users"][0]["user"];
+    user["as"] = json!("system:serviceaccount:rds-csi:rds-csi-hotplug-guard");
+    user["as-groups"] = json!([
+        "system:serviceaccounts",
+        "system:serviceaccounts:rds-csi",
+        "system:authenticated"
+    ]);
+    let path = dir.join("guard.kubeconfig");
+    std::fs::write(&path, kc.to_string()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 struct World {
     ns: String,
     pods: Api<DynamicObject>,
@@ -253,7 +285,8 @@ async fn the_guard_holds_an_unfinished_handoff_and_lets_everything_else_through(
     std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("tls.key"), &key).unwrap();
     let (port, metrics_port) = (free_port(), free_port());
-    let mut guard = start_guard(dir.path(), &admin, port, metrics_port);
+    let guard_kc = guard_kubeconfig(&admin, dir.path());
+    let mut guard = start_guard(dir.path(), &guard_kc, port, metrics_port);
 
     // Registered only for this namespace, so nothing else in the shared API server is touched.
     let webhook_name = format!("rds-csi-hotplug-guard-test-{suffix}");
@@ -346,7 +379,7 @@ async fn the_guard_holds_an_unfinished_handoff_and_lets_everything_else_through(
         }
         assert!(
             Instant::now() < deadline,
-            "the API server never called the webhook"
+            "the guard never allowed the only attachment pod's deletion (webhook not called, or its lookups fail: RBAC?):\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
