@@ -1488,3 +1488,91 @@ async fn sanity_node_lifecycle_should_work_and_each_call_repeated_answers_the_sa
     assert!(!t.exists());
     assert!(e.node.staged_volumes().is_empty());
 }
+
+// ---------------------------------------------------------------- plugin restarts
+//
+// The VM suite kills the real process (`node.fault.restart-with-mounts`, `node.fault.kill-mid-stage`);
+// these pin the same decisions on the fake kernel: a new NodeService over the same state
+// directory and the same kernel is what a restarted plugin is.
+
+#[tokio::test]
+async fn a_restarted_plugin_repeats_stage_and_publish_of_mounted_volumes_without_a_second_mount() {
+    let e = Env::new();
+    let t = e.target("p1");
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    let restarted = build(e.dir.path(), &e.kernel, &e.tools, &e.seen);
+    let report = restarted.startup().await;
+    assert!(report.disconnected.is_empty(), "{report:?}");
+    assert_eq!(restarted.staged_volumes().len(), 1, "state survives");
+    for _ in 0..2 {
+        restarted
+            .node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+                volume_id: VOL.into(),
+                staging_target_path: e.staging(VOL).display().to_string(),
+                volume_capability: Some(fs_cap("ext4", &[])),
+                volume_context: context(NQN),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        restarted
+            .node_publish_volume(Request::new(pb::NodePublishVolumeRequest {
+                volume_id: VOL.into(),
+                staging_target_path: e.staging(VOL).display().to_string(),
+                target_path: t.display().to_string(),
+                volume_capability: Some(fs_cap("ext4", &[])),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        e.kernel.connects().len(),
+        1,
+        "no reconnect after the restart"
+    );
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
+    let binds = e
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Bind { .. }))
+        .count();
+    assert_eq!(binds, 1, "{:#?}", e.calls());
+    assert_eq!(e.tools.count("mkfs.ext4"), 1);
+    let s = restarted
+        .node_get_volume_stats(Request::new(pb::NodeGetVolumeStatsRequest {
+            volume_id: VOL.into(),
+            volume_path: t.display().to_string(),
+            staging_target_path: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!s.volume_condition.unwrap().abnormal);
+}
+
+#[tokio::test]
+async fn a_stage_cut_off_after_the_connect_is_completed_by_the_retry_on_one_controller() {
+    let e = Env::new();
+    // What the killed plugin left: the controller it connected, no record, nothing mounted.
+    let (c, _, _) = e.kernel.add_volume(NQN, "live", 1 << 30);
+    let restarted = build(e.dir.path(), &e.kernel, &e.tools, &e.seen);
+    restarted.startup().await;
+    restarted
+        .node_stage_volume(Request::new(pb::NodeStageVolumeRequest {
+            volume_id: VOL.into(),
+            staging_target_path: e.staging(VOL).display().to_string(),
+            volume_capability: Some(fs_cap("ext4", &[])),
+            volume_context: context(NQN),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert!(!e.kernel.deleted(c), "the live controller is reused");
+    assert!(e.kernel.connects().is_empty(), "no second connect");
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
+    assert_eq!(restarted.staged_volumes().len(), 1);
+}
