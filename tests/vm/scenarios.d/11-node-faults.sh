@@ -111,6 +111,7 @@ if nf_create w && nf_stage w && nf_publish w; then
             awk -v u="$t_up" '$3 > u { f = 1 } END { exit !f }' "$NF/writes" 2>/dev/null && break
             sleep 0.1; i=$((i+1))
         done
+        sleep 2
         touch "$NF/stop"
         i=0; while kill -0 "$W_PID" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
         writer_done=$(kill -0 "$W_PID" 2>/dev/null && echo "still running" || echo finished)
@@ -189,44 +190,66 @@ else
 fi
 
 # ======================================================= 3. plugin killed in the middle of NodeStage
-# Killed right after the connect shows in sysfs (before format and mount finish), restarted,
-# NodeStage retried as kubelet would: it completes with one mount on one controller.
-nf_paths k
-if nf_create k; then
+# Killed (with its children, as a container kill does) at a point of a fresh volume's NodeStage:
+#   connect: right after the controller shows in sysfs (before the device is probed);
+#   format:  while mkfs runs on the device (a half-written filesystem is left).
+# Restarted, NodeStage retried as kubelet would: it completes with one mount on one controller
+# and a filesystem that passes a read-only fsck.
+nf_mkfs_running() { awk -v p="$DRIVER_PID" '$4 == p { print $2 }' /proc/[0-9]*/stat 2>/dev/null | grep -q 'mkfs\|mke2fs'; }
+nf_kill_during() { # tag point
+    local tag=$1 point=$2 name=node.fault.kill-mid-stage S_PID i reached at_kill dev s_rc after_restart
+    [ "$point" = connect ] || name=$name.$point
+    nf_paths "$tag"
+    nf_create "$tag" || { fail "$name" "create: $(err "nf.create.$tag")"; return; }
     # shellcheck disable=SC2086
-    csi nf.kstage node-stage "$NF_VOL" --staging-path "$NF_STAGE" --fs-type ext4 $NF_CTX &
+    csi "nf.kstage.$tag" node-stage "$NF_VOL" --staging-path "$NF_STAGE" --fs-type ext4 $NF_CTX &
     S_PID=$!
-    i=0; while [ -z "$(ctrls_of "$NF_NQN")" ] && kill -0 "$S_PID" 2>/dev/null && [ $i -lt 600 ]; do
-        sleep 0.05; i=$((i+1))
+    i=0; reached=no
+    while kill -0 "$S_PID" 2>/dev/null && [ $i -lt 1200 ]; do
+        case $point in
+            connect) [ -n "$(ctrls_of "$NF_NQN")" ] && { reached=yes; break; } ;;
+            format) nf_mkfs_running && { reached=yes; break; } ;;
+        esac
+        sleep 0.02; i=$((i+1))
     done
-    if [ -n "$(ctrls_of "$NF_NQN")" ] && kill -0 "$S_PID" 2>/dev/null; then
+    if [ $reached = yes ]; then
         nf_kill_driver
         dev=$(dev_of "$NF_NQN")
-        at_kill="killed with controller $(ctrls_of "$NF_NQN" | tr '\n' ' ')/${dev:-no device yet}, $(mount_count "$NF_STAGE") mounts, fs '$(blkid -o value -s TYPE "/dev/$dev" 2>/dev/null)', children killed:${NF_KILLED_KIDS:- none}"
+        at_kill="killed at $point with controller $(ctrls_of "$NF_NQN" | tr '\n' ' ')/${dev:-no device yet}, $(mount_count "$NF_STAGE") mounts, fs '$(blkid -o value -s TYPE "/dev/$dev" 2>/dev/null)', children killed:${NF_KILLED_KIDS:- none}"
         wait "$S_PID"; s_rc=$?
-        log "fault 3: $at_kill; interrupted NodeStage exit $s_rc: $(err nf.kstage)"
+        log "fault 3 ($point): $at_kill; interrupted NodeStage exit $s_rc: $(err "nf.kstage.$tag")"
         if nf_restart_driver; then
             after_restart="after restart $(nf_ctrl_count "$NF_NQN") controller(s)"
-            if nf_stage k2 && csi_twice nf.kstage3 node-stage "$NF_VOL" --staging-path "$NF_STAGE" --fs-type ext4 $NF_CTX \
+            # shellcheck disable=SC2086
+            if nf_stage "$tag.2" && csi_twice "nf.kstage3.$tag" node-stage "$NF_VOL" --staging-path "$NF_STAGE" --fs-type ext4 $NF_CTX \
                && [ "$(mount_count "$NF_STAGE")" = 1 ] && [ "$(nf_ctrl_count "$NF_NQN")" = 1 ] \
-               && [ "$(mount_source "$NF_STAGE")" = "/dev/$(dev_of "$NF_NQN")" ] \
-               && blkid "/dev/$(dev_of "$NF_NQN")" | grep -q 'TYPE="ext4"' \
-               && nf_publish k && echo k > "$NF_PUB/marker.txt" && io_works "$NF_PUB" 20; then
-                pass node.fault.kill-mid-stage "$at_kill; $after_restart; retried NodeStage (x3): one mount, one controller, ext4, publish writable"
+               && dev=$(dev_of "$NF_NQN") && [ "$(mount_source "$NF_STAGE")" = "/dev/$dev" ] \
+               && blkid "/dev/$dev" | grep -q 'TYPE="ext4"' \
+               && nf_publish "$tag" && echo "$tag" > "$NF_PUB/marker.txt" && io_works "$NF_PUB" 20; then
+                # Off the node again, the filesystem the retry mounted must be consistent:
+                # connected raw with nvme-cli, checked read-only, disconnected.
+                nf_unpublish "$tag"; nf_unstage "$tag"
+                nvme connect -t tcp -a 127.0.0.1 -s "$PORT" -n "$NF_NQN" > /dev/null 2>&1
+                if dev=$(wait_dev "$NF_NQN" 15) && e2fsck -fn "/dev/$dev" > "$NF/fsck.$tag" 2>&1; then
+                    pass "$name" "$at_kill; $after_restart; retried NodeStage (x3): one mount, one controller, ext4, publish writable, e2fsck -fn clean"
+                else
+                    fail "$name" "$at_kill; $after_restart; retry mounted, but e2fsck -fn on '$dev': $(tail -n 4 "$NF/fsck.$tag" | tr '\n' ' ')"
+                fi
+                nvme disconnect -n "$NF_NQN" > /dev/null 2>&1
             else
-                fail node.fault.kill-mid-stage "$at_kill; $after_restart; retry: $(err nf.stage.k2) $(err nf.kstage3) $(nf_where)"
+                fail "$name" "$at_kill; $after_restart; retry: $(err "nf.stage.$tag.2") $(err "nf.kstage3.$tag") $(nf_where)"
             fi
         else
-            fail node.fault.kill-mid-stage "driver did not come back"
+            fail "$name" "driver did not come back"
         fi
     else
         wait "$S_PID"
-        fail node.fault.kill-mid-stage "no controller appeared while NodeStage ran: $(err nf.kstage)"
+        fail "$name" "the stage never reached '$point' while it ran: $(err "nf.kstage.$tag")"
     fi
-    nf_teardown k || fail node.fault.kill-mid-stage.teardown "unpub: $(err nf.unpub.k) unstage: $(err nf.unstage.k) delete: $(err nf.delete.k) $(nf_where)"
-else
-    fail node.fault.kill-mid-stage "create: $(err nf.create.k)"
-fi
+    nf_teardown "$tag" || fail "$name.teardown" "unpub: $(err "nf.unpub.$tag") unstage: $(err "nf.unstage.$tag") delete: $(err "nf.delete.$tag") $(nf_where)"
+}
+nf_kill_during k connect
+nf_kill_during f format
 
 # ======================================================= 4. mini-soak
 # SOAK_CYCLES stage/publish/write/unpublish/unstage cycles on one volume, with a port blip while
