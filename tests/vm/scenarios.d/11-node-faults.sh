@@ -148,10 +148,27 @@ if nf_create w && nf_stage w && nf_publish w; then
     fi
 
     # ======================================================= 2. plugin restarted with mounts
-    # The same volume, still staged and published with the writer's files on it.
+    # The same volume, still staged and published with the writer's files on it, and a block
+    # volume published as a device node with a known pattern on it.
     t_ctrls=$(ctrls_of "$NF_NQN" | tr '\n' ' ')
     files=$(ls "$NF_PUB" | wc -l)
+    NB_STAGE=$NF_BASE/nf-b/globalmount
+    NB_PUB=$K/plugins/kubernetes.io/csi/volumeDevices/publish/pvc-vm-nf-b/pod-nf-b
+    mkdir -p "$NB_STAGE" "$(dirname "$NB_PUB")"
+    nb=no
+    if csi nf.create.b create-volume --name pvc-vm-nf-b --size 1Gi --block; then
+        NB_VOL=$(jqf nf.create.b .volume.volume_id); NB_NQN=$(jqf nf.create.b .volume.volume_context.nqn)
+        NB_CTX=$(ctx_args nf.create.b)
+        dd if=/dev/urandom of="$NF/pattern" bs=64k count=16 2>/dev/null
+        # shellcheck disable=SC2086
+        csi nf.stage.b node-stage "$NB_VOL" --staging-path "$NB_STAGE" --block $NB_CTX \
+            && csi nf.pub.b node-publish "$NB_VOL" --staging-path "$NB_STAGE" --target-path "$NB_PUB" --block $NB_CTX \
+            && dd if="$NF/pattern" of="$NB_PUB" bs=64k conv=fsync 2>/dev/null && nb=yes
+        nb_ctrls=$(ctrls_of "$NB_NQN" | tr '\n' ' ')
+    fi
+    nb_reads() { dd if="$NB_PUB" of="$NF/readback" bs=64k count=16 iflag=direct 2>/dev/null && cmp -s "$NF/pattern" "$NF/readback"; }
     if nf_kill_driver; then
+        nb_down=$(nb_reads && echo yes || echo no)
         old_pid=$DRIVER_PID
         down_io=$(io_works "$NF_PUB" 10 && echo yes || echo no)
         if nf_restart_driver; then
@@ -173,16 +190,29 @@ if nf_create w && nf_stage w && nf_publish w; then
             else
                 fail node.fault.restart-with-mounts "$r1 $r2 io-while-down=$down_io controllers $t_ctrls -> $now_ctrls files $files -> $(ls "$NF_PUB" | wc -l) $(nf_where)"
             fi
+            # shellcheck disable=SC2086
+            if [ $nb = yes ] && [ "$nb_down" = yes ] \
+               && csi_twice nf.restage.b node-stage "$NB_VOL" --staging-path "$NB_STAGE" --block $NB_CTX \
+               && csi_twice nf.republish.b node-publish "$NB_VOL" --staging-path "$NB_STAGE" --target-path "$NB_PUB" --block $NB_CTX \
+               && [ -b "$NB_PUB" ] && nb_reads && [ "$(ctrls_of "$NB_NQN" | tr '\n' ' ')" = "$nb_ctrls" ]; then
+                pass node.fault.restart-with-block "device node read back the pattern while the plugin was down; after restart stage+publish (each twice) on the same controller $nb_ctrls, pattern intact"
+            else
+                fail node.fault.restart-with-block "setup=$nb read-while-down=${nb_down:-?} stage: $(err nf.restage.b) publish: $(err nf.republish.b) node: $(ls -l "$NB_PUB" 2>&1) controllers $nb_ctrls -> $(ctrls_of "$NB_NQN" | tr '\n' ' ')"
+            fi
         else
             fail node.fault.restart-with-mounts "driver did not come back: $(tail -n 5 /var/log/driver.log | tr '\n' ' ' | cut -c1-300)"
         fi
     else
         fail node.fault.restart-with-mounts "driver pid $DRIVER_PID did not die"
     fi
-    if nf_teardown w; then
-        pass node.fault.restart.teardown "after the restart: unpublish, unstage, disconnect and delete clean"
+    csi nf.unpub.b node-unpublish "$NB_VOL" --target-path "$NB_PUB"; b1=$?
+    csi nf.unstage.b node-unstage "$NB_VOL" --staging-path "$NB_STAGE"; b2=$?
+    b3=$([ ! -e "$NB_PUB" ] && [ -z "$(ctrls_of "$NB_NQN")" ] && echo clean || echo "left: $(ls -l "$NB_PUB" 2>&1) controllers $(ctrls_of "$NB_NQN" | tr '\n' ' ')")
+    csi nf.delete.b delete-volume "$NB_VOL"; b4=$?
+    if nf_teardown w && [ "$b1$b2$b4" = 000 ] && [ "$b3" = clean ]; then
+        pass node.fault.restart.teardown "after the restart: unpublish (device node removed), unstage, disconnect and delete clean for both volumes"
     else
-        fail node.fault.restart.teardown "unpub: $(err nf.unpub.w) unstage: $(err nf.unstage.w) delete: $(err nf.delete.w) $(nf_where)"
+        fail node.fault.restart.teardown "fs: unpub: $(err nf.unpub.w) unstage: $(err nf.unstage.w) delete: $(err nf.delete.w) $(nf_where); block: $b1$b2$b4 $b3 $(err nf.unpub.b) $(err nf.unstage.b)"
     fi
 else
     fail node.fault.outage-during-writes "setup: $(err nf.create.w) $(err nf.stage.w) $(err nf.pub.w)"
