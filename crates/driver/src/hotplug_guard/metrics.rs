@@ -4,7 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::rules::Decision;
+use super::rules::{Decision, Reason};
 use crate::metrics::{AlwaysListed, Metrics};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +45,18 @@ impl GuardMetrics {
             "Reloads of the serving certificate after its files changed, by outcome (ok, failed)",
             AlwaysListed(m.tls_reloads.clone()),
         );
+        // Every series exists from the start at 0, so an alert on a rate (or on absence) works
+        // before the first hot-plug.
+        let series = Reason::ALL.iter().map(|r| ("allowed", r.as_str())).chain([
+            ("denied", "handoff-pending"),
+            ("timed_out", "handoff-timeout"),
+        ]);
+        for (decision, reason) in series {
+            drop(
+                m.decisions
+                    .get_or_create(&DecisionLabels { decision, reason }),
+            );
+        }
         m
     }
 

@@ -24,6 +24,9 @@ pub enum Reason {
     NotAttachmentPod,
     /// The pod is `Succeeded` or `Failed`: it holds nothing any more.
     PodTerminal,
+    /// The pod already has a deletionTimestamp: its containers are being stopped, and refusing
+    /// the final DELETE (kubelet's) would protect nothing and leave it stuck Terminating.
+    PodDeleting,
     /// Its virt-launcher pod is gone, finished or being deleted: the VM no longer runs there.
     LauncherGone,
     VmiAbsent,
@@ -45,6 +48,7 @@ impl Reason {
         match self {
             Reason::NotAttachmentPod => "not-attachment-pod",
             Reason::PodTerminal => "pod-terminal",
+            Reason::PodDeleting => "pod-deleting",
             Reason::LauncherGone => "launcher-gone",
             Reason::VmiAbsent => "vmi-absent",
             Reason::VmiDeleting => "vmi-deleting",
@@ -57,9 +61,10 @@ impl Reason {
     }
 
     /// Every reason, for listing metric series up front.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::NotAttachmentPod,
         Reason::PodTerminal,
+        Reason::PodDeleting,
         Reason::LauncherGone,
         Reason::VmiAbsent,
         Reason::VmiDeleting,
@@ -119,8 +124,10 @@ pub struct Observed {
 
 /// Rules that need no cluster read; `Some` settles the review before any lookup.
 pub fn precheck(pod: &AttachmentPod) -> Option<Decision> {
-    pod.is_terminal()
-        .then_some(Decision::Allow(Reason::PodTerminal))
+    if pod.is_terminal() {
+        return Some(Decision::Allow(Reason::PodTerminal));
+    }
+    pod.deleting.then_some(Decision::Allow(Reason::PodDeleting))
 }
 
 /// Decides the deletion of `pod` given what was observed, at `now`, with the handoff limit
@@ -608,6 +615,16 @@ mod tests {
             Some(Decision::Allow(Reason::PodTerminal))
         );
         assert_eq!(precheck(&old()), None);
+        let mut terminating = old();
+        terminating.deleting = true;
+        assert_eq!(
+            precheck(&terminating),
+            Some(Decision::Allow(Reason::PodDeleting))
+        );
+        assert_eq!(
+            decide(&terminating, &mid_handoff(), at(T0), LIMIT),
+            Decision::Allow(Reason::PodDeleting)
+        );
         let mut s = mid_handoff();
         s.launcher = None;
         assert_eq!(
