@@ -132,3 +132,36 @@ pub async fn run(a: GuardArgs) -> Result<(), String> {
     info!("rds-csi hotplug guard stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(handoff: Duration, lookup: Duration) -> GuardArgs {
+        GuardArgs {
+            listen: "127.0.0.1:0".into(),
+            tls_cert_file: "/nonexistent/tls.crt".into(),
+            tls_key_file: "/nonexistent/tls.key".into(),
+            handoff_timeout: handoff,
+            lookup_timeout: lookup,
+            metrics_listen: String::new(),
+            kubeconfig: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn zero_limits_and_a_missing_certificate_refuse_the_start_saying_why() {
+        let e = run(args(Duration::ZERO, Duration::from_secs(3)))
+            .await
+            .unwrap_err();
+        assert!(e.contains("--handoff-timeout"), "{e}");
+        let e = run(args(Duration::from_secs(60), Duration::ZERO))
+            .await
+            .unwrap_err();
+        assert!(e.contains("--lookup-timeout"), "{e}");
+        let e = run(args(Duration::from_secs(60), Duration::from_secs(3)))
+            .await
+            .unwrap_err();
+        assert!(e.contains("/nonexistent/tls.crt"), "{e}");
+    }
+}
