@@ -564,6 +564,34 @@ async fn the_guard_holds_an_unfinished_handoff_and_lets_everything_else_through(
         w.delete("hp-volume-new03", true).await.is_err(),
         "guard up: denied"
     );
+    // Unplug: with the pod's volumes gone from the VMI spec, its deletion is allowed; with them
+    // back, denied again.
+    let volumes = |names: &[&str]| {
+        let mut v =
+            vec![json!({"name": "rootdisk", "persistentVolumeClaim": {"claimName": "vm1-root"}})];
+        v.extend(names.iter().map(|n| {
+            json!({"name": n, "persistentVolumeClaim": {"claimName": format!("pvc-{n}"), "hotpluggable": true}})
+        }));
+        Patch::Merge(json!({"spec": {"volumes": v}}))
+    };
+    w.vmis
+        .patch("vm1", &PatchParams::default(), &volumes(&[]))
+        .await
+        .unwrap();
+    assert_eq!(w.delete("hp-volume-new03", true).await, Ok(()));
+    let text = http_get(metrics_port, "/metrics").unwrap();
+    let unplugged =
+        r#"rds_csi_hotplug_guard_decisions_total{decision="allowed",reason="volumes-unplugged"}"#;
+    assert!(sample(&text, unplugged) >= 1.0, "{text}");
+    w.vmis
+        .patch(
+            "vm1",
+            &PatchParams::default(),
+            &volumes(&["disk-a", "disk-b", "disk-c"]),
+        )
+        .await
+        .unwrap();
+    assert!(w.delete("hp-volume-new03", true).await.is_err());
     guard.0.kill().unwrap();
     guard.0.wait().unwrap();
     assert_eq!(w.delete("hp-volume-new03", false).await, Ok(()));
