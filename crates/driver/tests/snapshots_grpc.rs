@@ -81,12 +81,7 @@ fn snap_req(name: &str, source: &str) -> pb::CreateSnapshotRequest {
 }
 
 async fn snapshot(c: &mut Client, name: &str, source: &str) -> pb::Snapshot {
-    c.create_snapshot(snap_req(name, source))
-        .await
-        .unwrap()
-        .into_inner()
-        .snapshot
-        .unwrap()
+    snapshot_ok(c, snap_req(name, source)).await
 }
 
 fn from_snapshot(name: &str, gib: i64, snapshot_id: &str) -> pb::CreateVolumeRequest {
@@ -158,8 +153,29 @@ async fn create_snapshot_refuses_a_missing_name_or_source() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("source volume"), "{}", err.message());
+    // Unknown VolumeSnapshotClass parameters are refused by name; the sidecar's own are fine.
+    let mut typo = snap_req("with-params", &v.volume_id);
+    typo.parameters.insert("compresion".into(), "yes".into());
+    let err = h.controller.create_snapshot(typo).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("compresion"), "{}", err.message());
     assert!(h.sim().disks().iter().all(|d| !d.slot.starts_with("snap-")));
+    let mut meta = snap_req("with-params", &v.volume_id);
+    meta.parameters.insert(
+        "csi.storage.k8s.io/volumesnapshot/name".into(),
+        "data-snap".into(),
+    );
+    snapshot_ok(&mut h.controller, meta).await;
     h.stop().await;
+}
+
+async fn snapshot_ok(c: &mut Client, req: pb::CreateSnapshotRequest) -> pb::Snapshot {
+    c.create_snapshot(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap()
 }
 
 #[tokio::test]

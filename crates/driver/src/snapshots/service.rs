@@ -25,6 +25,8 @@ use crate::volume_id::VolumeId;
 const TOKEN_PREFIX: &str = "after:";
 /// Lock keys of snapshots never collide with volume ids (`<backend>:pvc-…`).
 const LOCK_PREFIX: &str = "snapshot/";
+/// Parameters the sidecars may add (`--extra-create-metadata`); nothing else is understood.
+const K8S_PREFIX: &str = "csi.storage.k8s.io/";
 
 pub struct SnapshotService {
     backends: Arc<Backends>,
@@ -76,6 +78,19 @@ impl SnapshotService {
             return Err(DriverError::InvalidArgument(
                 "source volume ID is required".into(),
             ));
+        }
+        // No VolumeSnapshotClass parameter means anything yet: a typo must not pass unnoticed.
+        let mut unknown: Vec<&str> = req
+            .parameters
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !k.starts_with(K8S_PREFIX))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            return Err(DriverError::InvalidArgument(format!(
+                "unknown VolumeSnapshotClass parameters {unknown:?}; this driver takes none"
+            )));
         }
         let slot = ids::slot_for_name(&req.name).map_err(|e| {
             DriverError::Internal(format!("deriving a snapshot slot for {:?}: {e}", req.name))
