@@ -46,7 +46,7 @@ impl Rig {
     }
 
     /// Spawns `rds-csi controller --no-kubernetes` on `<dir>/<name>.sock`, logging to
-    /// `<dir>/<name>.log`. `extra` adds or overrides flags (clap takes the last occurrence).
+    /// `<dir>/<name>.log`. `extra` adds flags (not ones set here: clap refuses repeats).
     pub fn controller(&self, name: &str, extra: &[&str]) -> Controller {
         let socket = self.dir.path().join(format!("{name}.sock"));
         let log = self.dir.path().join(format!("{name}.log"));
