@@ -870,3 +870,58 @@ async fn a_maximum_length_name_works_and_lists_track_creation_and_deletion() {
     assert_eq!(code(r), Code::Aborted);
     h.stop().await;
 }
+
+// ---------------------------------------------------------------- faults
+
+/// The copy happens but its reply is lost (connection dropped after apply): the client resolves
+/// the ambiguity with a print instead of a second `/disk add`, and the snapshot it reports is the
+/// one made, lineage and all. Dropped before apply: the add is retried and succeeds. Neither
+/// leaves a second copy.
+#[tokio::test]
+async fn a_lost_reply_to_the_copy_is_resolved_without_a_second_copy() {
+    let mut h = start().await;
+    let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+    h.sim()
+        .faults()
+        .drop_next_at("/disk add", rds_sim::Timing::AfterApply);
+    let s = snapshot(&mut h.controller, "lost-reply", &v.volume_id).await;
+    assert_eq!(s.source_volume_id, v.volume_id);
+    let disk = sim_disk(&h, slot_of(&s.snapshot_id)).unwrap();
+    assert!(!disk.nvme_export);
+    assert_eq!(
+        snapshot(&mut h.controller, "lost-reply", &v.volume_id).await,
+        s
+    );
+
+    h.sim()
+        .faults()
+        .drop_next_at("/disk add", rds_sim::Timing::BeforeApply);
+    let r = created(
+        &mut h.controller,
+        from_snapshot(&pvc_name(), 1, &s.snapshot_id),
+    )
+    .await;
+    assert!(sim_disk(&h, slot_of(&r.volume_id)).unwrap().nvme_export);
+    let snaps = h
+        .sim()
+        .disks()
+        .iter()
+        .filter(|d| d.slot.starts_with("snap-"))
+        .count();
+    assert_eq!(snaps, 1);
+    assert_eq!(h.sim().disks().len(), 3);
+    // `/disk add`s that create `slot` (a `copy-from=[find slot=…]` token ends in `]`).
+    let adds = |slot: &str| {
+        let target = format!("slot={slot}");
+        h.sim()
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("/disk add") && c.split_whitespace().any(|t| t == target))
+            .count()
+    };
+    // One copy sent for the snapshot (the lost reply was resolved by a print), two for the
+    // restore (the first never arrived).
+    assert_eq!(adds(slot_of(&s.snapshot_id)), 1);
+    assert_eq!(adds(slot_of(&r.volume_id)), 2);
+    h.stop().await;
+}
