@@ -925,3 +925,42 @@ async fn a_lost_reply_to_the_copy_is_resolved_without_a_second_copy() {
     assert_eq!(adds(slot_of(&r.volume_id)), 2);
     h.stop().await;
 }
+
+/// Concurrent CreateSnapshot calls for one name (a CO that lost track, or two controllers)
+/// make one copy and all answer with it.
+#[tokio::test]
+async fn concurrent_creates_of_one_name_make_one_copy() {
+    let mut h = start().await;
+    let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        let mut c = h.controller.clone();
+        let src = v.volume_id.clone();
+        calls.push(tokio::spawn(async move {
+            snapshot(&mut c, "at-once", &src).await
+        }));
+    }
+    // A second controller on the same RDS races the first one's lock.
+    let settings = vec![h.sims[0].settings.clone()];
+    let mut other = Sandbox::serve(tempfile::tempdir().unwrap(), vec![], &settings, None)
+        .await
+        .unwrap();
+    let theirs = snapshot(&mut other.controller, "at-once", &v.volume_id).await;
+    let mut answers = Vec::new();
+    for c in calls {
+        answers.push(c.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|a| *a == theirs),
+        "{answers:?} {theirs:?}"
+    );
+    let copies = h
+        .sim()
+        .disks()
+        .iter()
+        .filter(|d| d.slot.starts_with("snap-"))
+        .count();
+    assert_eq!(copies, 1);
+    other.stop().await;
+    h.stop().await;
+}
