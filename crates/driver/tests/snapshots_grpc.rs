@@ -296,6 +296,12 @@ async fn a_retry_succeeds_when_lineage_is_missing() {
     assert!(first.ready_to_use);
     let again = snapshot(&mut h.controller, "legacy-snap", &v.volume_id).await;
     assert_eq!(again.creation_time, first.creation_time);
+    // A source that cannot be a volume of ours cannot be the one it was cut from.
+    let r = h
+        .controller
+        .create_snapshot(snap_req("legacy-snap", "not-a-volume"))
+        .await;
+    assert_eq!(code(r), Code::AlreadyExists);
     // It can be listed, fetched and deleted like any other.
     let ids = list_ids(&mut h.controller, list_req("", &first.snapshot_id)).await;
     assert_eq!(ids, vec![first.snapshot_id.clone()]);

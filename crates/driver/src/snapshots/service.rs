@@ -221,7 +221,11 @@ impl SnapshotService {
                 id.backend,
                 src.as_str()
             ))),
-            (None, _) => {
+            // Not even an id of ours: this snapshot cannot have been cut from it.
+            (None, None) => Err(DriverError::AlreadyExists(format!(
+                "snapshot {id} already exists and {requested:?} is not a volume of this driver; use another name"
+            ))),
+            (None, Some(_)) => {
                 warn!(snapshot = %id, requested, "snapshot records no source; accepting the retry as from the requested volume");
                 Ok(snapshot_of(id, disk, wanted.as_ref()))
             }
