@@ -355,3 +355,37 @@ async fn two_concurrent_creates_of_one_name_through_two_controllers_make_one_vol
     other.stop().await;
     h.stop().await;
 }
+
+/// Two DeleteVolume calls for one volume at the same moment through two controllers (no shared
+/// lock): both OK, and neither the disk nor its backing file is left. The loser's `/disk remove`
+/// and `/file remove` find nothing, which is success, not an error.
+#[tokio::test]
+async fn two_concurrent_deletes_of_one_volume_through_two_controllers_both_succeed() {
+    let mut h = start().await;
+    let settings = vec![h.sims[0].settings.clone()];
+    let other = Sandbox::serve(tempfile::tempdir().unwrap(), Vec::new(), &settings, None)
+        .await
+        .unwrap();
+    let name = pvc_name();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
+    h.sim().faults().set_latency(Duration::from_millis(300));
+    let (a, b) = {
+        let (mut c1, mut c2) = (h.controller.clone(), other.controller.clone());
+        tokio::join!(
+            c1.delete_volume(delete(&v.volume_id)),
+            c2.delete_volume(delete(&v.volume_id))
+        )
+    };
+    a.unwrap();
+    b.unwrap();
+    let removes = h
+        .sim()
+        .commands()
+        .iter()
+        .filter(|l| l.starts_with("/disk remove"))
+        .count();
+    assert_eq!(removes, 2, "both controllers should have raced to remove");
+    assert_eq!((disks_named(&h, &name), files_named(&h, &name)), (0, 0));
+    other.stop().await;
+    h.stop().await;
+}

@@ -160,3 +160,66 @@ async fn controller_killed_while_its_disk_add_is_not_yet_applied() {
     .unwrap();
     assert!(rig.sim.disks().is_empty() && rig.sim.files().is_empty());
 }
+
+/// Killed after `/disk set` grew the disk but before its answer arrived (the RDS holds the reply):
+/// the retried ControllerExpandVolume through a new controller answers the new size, with one
+/// disk and one file at that size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_after_disk_set_was_applied_before_its_answer() {
+    let rig = Rig::start(1 << 40).await;
+    let mut first = rig.controller("first", &["--rds-write-timeout", "60s"]);
+    let (_, mut c) = first.clients().await;
+    let name = pvc_name();
+    let v = c
+        .create_volume(create_req(&name, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let grow = pb::ControllerExpandVolumeRequest {
+        volume_id: v.volume_id.clone(),
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: 3 * GIB,
+            limit_bytes: 0,
+        }),
+        volume_capability: Some(mount_cap()),
+        ..Default::default()
+    };
+    rig.sim.faults().hang_next("/disk set!");
+    let req = grow.clone();
+    let call = tokio::spawn(async move { c.controller_expand_volume(req).await });
+    let sim = &rig.sim;
+    wait_for("the set to be applied", Duration::from_secs(20), || {
+        sim.disks()
+            .iter()
+            .any(|d| d.slot == name && d.size == 3 << 30)
+            && sim.commands_running() == 1
+    })
+    .await;
+    first.sigkill();
+    assert!(call.await.unwrap().is_err());
+
+    let mut second = rig.controller("second", &[]);
+    let (_, mut c) = second.clients().await;
+    let r = c.controller_expand_volume(grow).await.unwrap().into_inner();
+    assert_eq!(r.capacity_bytes, 3 * GIB);
+    let disk = rig
+        .sim
+        .disks()
+        .into_iter()
+        .find(|d| d.slot == name)
+        .unwrap();
+    assert_eq!(disk.size, 3 << 30);
+    let file = rig
+        .sim
+        .files()
+        .into_iter()
+        .find(|f| f.path.ends_with(&format!("/{name}.img")))
+        .unwrap();
+    assert_eq!(file.size, 3 << 30);
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (1, 1)
+    );
+}
