@@ -99,6 +99,15 @@ async fn a_pool_too_small_is_resource_exhausted_for_create_and_grow_and_leaves_n
     assert!(err.message().contains("space"), "{}", err.message());
     assert_eq!(disks_named(&h, &b), 0, "half-made disk left behind");
     assert_eq!(files_named(&h, &b), 0, "backing file left behind");
+    // Nothing of the refused volume is reserved: the free space is the pool minus A.
+    let free = h
+        .controller
+        .get_capacity(pb::GetCapacityRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .available_capacity;
+    assert_eq!(free, GIB);
 
     let err = h
         .controller

@@ -722,6 +722,14 @@ async fn a_thousand_operations_with_faults_leak_nothing() {
     }
     s.list().await;
     assert!(s.rig.sim.disks().is_empty());
+    let left: BTreeSet<String> = s.rig.sim.files().into_iter().map(|f| f.path).collect();
+    let expected: BTreeSet<String> = s
+        .expected_leftovers
+        .iter()
+        .map(|n| format!("/storage-pool/metal-csi/{n}.img"))
+        .collect();
+    assert_eq!(left, expected, "files left after deleting everything");
+    s.settle().await;
     drop(ctl);
 }
 
