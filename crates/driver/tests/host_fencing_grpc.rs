@@ -544,3 +544,29 @@ async fn a_controller_that_did_not_set_the_acl_still_follows_the_attachment() {
     second.stop().await;
     h.stop().await;
 }
+
+/// A node whose host identity changed (its state directory was lost) keeps its attachment, and
+/// the CO's next publish points the ACL at the new NQN instead of locking the node out.
+#[tokio::test]
+async fn a_node_that_changed_its_host_nqn_gets_the_acl_on_its_next_publish() {
+    let mut h = start().await;
+    let v = create(&mut h, Some("true"), rwo()).await;
+    h.controller
+        .controller_publish_volume(publish(&v, &node_a(), rwo()))
+        .await
+        .unwrap();
+    assert_eq!(acl(&h, &v), NQN_A);
+    let renamed = format!("node-a/{NQN_B}");
+    h.controller
+        .controller_publish_volume(publish(&v, &renamed, rwo()))
+        .await
+        .unwrap();
+    assert_eq!(acl(&h, &v), NQN_B);
+    assert_eq!(h.fencing.attached_nodes(&v.volume_id), ["node-a"]);
+    h.controller
+        .controller_unpublish_volume(unpublish(&v, &renamed))
+        .await
+        .unwrap();
+    assert_eq!(acl(&h, &v), "");
+    h.stop().await;
+}
