@@ -154,9 +154,47 @@ async fn the_endpoint_routes_limits_and_reloads_its_certificate() {
         .unwrap();
     assert_eq!(status, 200);
 
+    // A kept-alive connection (as the API server holds them) is closed by shutdown, and the
+    // server finishes without waiting for the client.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(second.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut kept = TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        review.len()
+    );
+    kept.write_all(head.as_bytes()).await.unwrap();
+    kept.write_all(&review).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let started = std::time::Instant::now();
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .unwrap()
         .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(_)),
+        "the kept-alive connection was closed"
+    );
 }

@@ -17,8 +17,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -33,6 +32,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest a connection is kept; then it is closed gracefully and the client reconnects.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `guard` on `listener` with TLS from `tls` until `shutdown` turns true; then stops
@@ -45,7 +46,6 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
     info!(address = ?local, path = PATH, "hotplug guard serving");
     loop {
@@ -58,30 +58,10 @@ pub async fn serve(
                     };
                     let acceptor = acceptor.clone();
                     let guard = Arc::clone(&guard);
-                    let watcher = graceful.watcher();
+                    let stop = shutdown.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT)
-                            .serve_connection(
-                                TokioIo::new(tls),
-                                service_fn(move |req| handle(Arc::clone(&guard), peer, req)),
-                            );
-                        if let Err(e) = watcher.watch(conn).await {
-                            debug!(%peer, error = %e, "webhook connection ended with an error");
-                        }
+                        connection(acceptor, stream, peer, guard, stop).await;
                     });
                 }
                 Err(e) => {
@@ -93,13 +73,66 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every connection task holds a slot until it ends; all slots back means all are closed.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(
+        SHUTDOWN_GRACE + Duration::from_secs(1),
+        slots.acquire_many(all),
+    );
+    if !matches!(drained.await, Ok(Ok(_))) {
         warn!("webhook connections still open after the shutdown grace; closing them");
     }
     info!(address = ?local, "hotplug guard stopped");
+}
+
+/// One connection: TLS handshake under a deadline, then HTTP/1.1 until the client closes, the
+/// connection reaches [`MAX_LIFETIME`] (an idle or slow client cannot hold a slot forever; the
+/// API server simply reconnects), or shutdown; the last two close it gracefully, letting an
+/// in-flight review finish within [`SHUTDOWN_GRACE`].
+async fn connection(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: Arc<Guard>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(
+            TokioIo::new(tls),
+            service_fn(move |req| handle(Arc::clone(&guard), peer, req)),
+        );
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = tokio::time::sleep(MAX_LIFETIME) => None,
+        _ = async { drop(stop.wait_for(|s| *s).await) } => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "webhook connection ended with an error");
+    }
 }
 
 async fn handle(
