@@ -193,8 +193,5 @@ async fn the_endpoint_routes_limits_and_reloads_its_certificate() {
     );
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest)).await;
-    assert!(
-        matches!(closed, Ok(_)),
-        "the kept-alive connection was closed"
-    );
+    assert!(closed.is_ok(), "the kept-alive connection was closed");
 }
