@@ -88,6 +88,11 @@ pub enum Error {
         requested: String,
     },
 
+    /// A filesystem's size could not be read from its tool's output, so whether it fills its
+    /// device is unknown.
+    #[error("cannot read the filesystem size from {command}: {reason}")]
+    Geometry { command: String, reason: String },
+
     /// A filesystem type this crate does not know how to create or grow.
     #[error("unsupported filesystem type {0:?} (supported: ext4, xfs)")]
     UnsupportedFilesystem(String),

@@ -1,6 +1,7 @@
 //! Node-side filesystem layer for rds-csi: mount table parsing, mount syscalls behind a trait,
 //! the mount-option policy, the "format only an empty device" decision, filesystem tools with
-//! deadlines, unmount safety and stale-mount classification.
+//! deadlines, growing a filesystem smaller than its device, unmount safety and stale-mount
+//! classification.
 //!
 //! Every external effect goes through [`MountSys`] (kernel calls) or [`CommandRunner`] (tools),
 //! so all decisions are unit-tested rootless with [`fake::RecordingSys`] and scripted runners.
@@ -10,6 +11,7 @@ pub mod exec;
 pub mod fake;
 pub mod format;
 pub mod fstype;
+pub mod grow;
 pub mod inuse;
 pub mod mounter;
 pub mod mountinfo;
@@ -21,6 +23,7 @@ pub use error::{Error, Result};
 pub use exec::{CommandOutput, CommandRunner, CommandSpec, TokioRunner};
 pub use format::{FormatConfig, FormatOutcome, FsckVerdict, Probe};
 pub use fstype::FsType;
+pub use grow::{FsGeometry, GrowOutcome};
 pub use inuse::{InUseProbe, InUseQuery, InUseReport};
 pub use mounter::{MountOutcome, Mounter, MounterConfig, UnmountOutcome};
 pub use mountinfo::{DevNum, DeviceRef, MountEntry, MountTable};
