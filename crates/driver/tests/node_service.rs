@@ -188,11 +188,26 @@ enum Blkid {
     Fail(i32),
 }
 
+/// How the scripted grow tools (resize2fs, xfs_growfs) answer; success when unset.
+#[derive(Clone, Copy)]
+enum GrowAnswer {
+    Fail(i32),
+    Timeout,
+}
+
 #[derive(Default)]
 struct Tools {
     calls: Mutex<Vec<CommandSpec>>,
     blkid: Mutex<HashMap<String, Blkid>>,
     formatted: Mutex<HashMap<String, String>>,
+    /// Filesystem sizes reported by `dumpe2fs -h` (key: device) and `xfs_io statfs` (key: mount
+    /// point). Unscripted, a filesystem is larger than any device here, so nothing is grown; a
+    /// successful grow tool drops the entry (the filesystem now fills its device).
+    fs_bytes: Mutex<HashMap<String, u64>>,
+    grow: Mutex<Option<GrowAnswer>>,
+    /// The mountinfo file, and what it held each time a grow tool ran (proves "after mounting").
+    mountinfo: Mutex<Option<PathBuf>>,
+    mounts_at_grow: Mutex<Vec<String>>,
 }
 
 impl Tools {
@@ -212,6 +227,13 @@ impl Tools {
             .iter()
             .filter(|s| s.program == program)
             .count()
+    }
+
+    fn set_fs_bytes(&self, key: &Path, bytes: u64) {
+        self.fs_bytes
+            .lock()
+            .unwrap()
+            .insert(key.display().to_string(), bytes);
     }
 
     fn set_blkid(&self, device: &Path, b: Blkid) {
@@ -264,6 +286,50 @@ impl CommandRunner for Tools {
                     let fs = spec.program.trim_start_matches("mkfs.").to_string();
                     self.formatted.lock().unwrap().insert(device, fs);
                     ok(String::new())
+                }
+                "dumpe2fs" | "xfs_io" => {
+                    let bytes = self
+                        .fs_bytes
+                        .lock()
+                        .unwrap()
+                        .get(&device)
+                        .copied()
+                        .unwrap_or(1 << 40);
+                    ok(if spec.program == "dumpe2fs" {
+                        format!("Block count:  {}\nBlock size:  4096\n", bytes / 4096)
+                    } else {
+                        format!(
+                            "fd.path = \"{device}\"\ngeom.bsize = 4096\ngeom.datablocks = {}\n",
+                            bytes / 4096
+                        )
+                    })
+                }
+                "resize2fs" | "xfs_growfs" => {
+                    let table = self
+                        .mountinfo
+                        .lock()
+                        .unwrap()
+                        .as_ref()
+                        .map(|p| fs::read_to_string(p).unwrap_or_default())
+                        .unwrap_or_default();
+                    self.mounts_at_grow.lock().unwrap().push(table);
+                    match *self.grow.lock().unwrap() {
+                        Some(GrowAnswer::Fail(c)) => CommandOutput {
+                            code: Some(c),
+                            stdout: String::new(),
+                            stderr: "resize failed: no space for new group descriptors".into(),
+                        },
+                        Some(GrowAnswer::Timeout) => {
+                            return Err(mount::Error::CommandTimeout {
+                                command: spec.display(),
+                                deadline: spec.deadline,
+                            });
+                        }
+                        None => {
+                            self.fs_bytes.lock().unwrap().remove(&device);
+                            ok(String::new())
+                        }
+                    }
                 }
                 _ => ok(String::new()),
             })
@@ -377,6 +443,7 @@ impl Env {
             connects: Mutex::new(Vec::new()),
         });
         let tools = Arc::new(Tools::default());
+        *tools.mountinfo.lock().unwrap() = Some(dir.path().join("mountinfo"));
         let seen = Arc::new(Seen::default());
         let node = build(dir.path(), &kernel, &tools, &seen);
         Env {
@@ -1575,4 +1642,198 @@ async fn a_stage_cut_off_after_the_connect_is_completed_by_the_retry_on_one_cont
     assert!(e.kernel.connects().is_empty(), "no second connect");
     assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
     assert_eq!(restarted.staged_volumes().len(), 1);
+}
+
+// ---------------------------------------------------------------- grow at stage
+
+/// A stage with the given access mode.
+fn fs_cap_mode(fs: &str, flags: &[&str], mode: Mode) -> pb::VolumeCapability {
+    let mut cap = fs_cap(fs, flags);
+    cap.access_mode = Some(AccessMode { mode: mode as i32 });
+    cap
+}
+
+fn staging_mounted(e: &Env) -> bool {
+    let table = mount::MountTable::parse(&fs::read_to_string(e.path("mountinfo")).unwrap());
+    table.top_mount_at(&e.staging(VOL)).is_some()
+}
+
+#[tokio::test]
+async fn a_restored_ext4_smaller_than_its_device_is_grown_online_after_the_mount_and_only_once() {
+    let e = Env::new();
+    // A 1 GiB snapshot restored into a 2 GiB volume: the device is 2 GiB, its ext4 is 1 GiB.
+    let (c, name, _) = e.kernel.add_volume(NQN, "live", 2 << 30);
+    let dev = e.path(&format!("dev/{name}"));
+    e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+    e.tools.set_fs_bytes(&dev, 1 << 30);
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+
+    let ran = e.tools.programs();
+    let grow = format!("resize2fs {}", dev.display());
+    let probe = format!("dumpe2fs -h {}", dev.display());
+    assert_eq!(e.tools.count("mkfs.ext4"), 0, "an existing filesystem");
+    assert_eq!(
+        ran.iter().position(|p| *p == grow),
+        ran.iter().position(|p| *p == probe).map(|i| i + 1),
+        "size read, then grown: {ran:?}"
+    );
+    let at_grow = e.tools.mounts_at_grow.lock().unwrap().clone();
+    assert_eq!(at_grow.len(), 1);
+    assert!(
+        at_grow[0].contains(&e.staging(VOL).display().to_string()),
+        "resize2fs ran while the staging mount existed (online): {at_grow:?}"
+    );
+    assert!(!e.kernel.deleted(c));
+    assert_eq!(e.node.staged_volumes().len(), 1);
+
+    // The retry of a finished stage reads the size again, finds it full, grows nothing.
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert_eq!(e.tools.count("resize2fs"), 1, "{:?}", e.tools.programs());
+    assert_eq!(e.tools.count("dumpe2fs"), 2);
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1);
+}
+
+#[tokio::test]
+async fn a_cloned_xfs_smaller_than_its_device_is_grown_through_the_staging_mount() {
+    let e = Env::new();
+    let (_, name, _) = e.kernel.add_volume(NQN, "live", 4 << 30);
+    let dev = e.path(&format!("dev/{name}"));
+    e.tools.set_blkid(&dev, Blkid::Fs("xfs"));
+    e.tools.set_fs_bytes(&e.staging(VOL), 1 << 30);
+    e.stage(VOL, NQN, fs_cap("xfs", &[])).await.unwrap();
+    let staging = e.staging(VOL).display().to_string();
+    let ran = e.tools.programs();
+    assert!(
+        ran.contains(&format!("xfs_io -r -c statfs {staging}"))
+            && ran.contains(&format!("xfs_growfs {staging}")),
+        "{ran:?}"
+    );
+    assert_eq!(e.tools.count("resize2fs"), 0);
+}
+
+#[tokio::test]
+async fn a_filesystem_that_fills_or_exceeds_its_device_or_was_just_made_is_not_grown() {
+    // Just formatted: mkfs made it the device's size, so its size is not even read.
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert_eq!(e.tools.count("mkfs.ext4"), 1);
+    assert_eq!(e.tools.count("dumpe2fs") + e.tools.count("resize2fs"), 0);
+
+    // Existing and exactly the device's size, or one block short (tolerated), or larger.
+    for fs_bytes in [1 << 30, (1 << 30) - 4096, 3 << 30] {
+        let e = Env::new();
+        let (_, name, _) = e.kernel.add_volume(NQN, "live", 1 << 30);
+        let dev = e.path(&format!("dev/{name}"));
+        e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+        e.tools.set_fs_bytes(&dev, fs_bytes);
+        e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+        assert_eq!(e.tools.count("dumpe2fs"), 1, "{fs_bytes}");
+        assert_eq!(
+            e.tools.count("resize2fs"),
+            0,
+            "{fs_bytes}: never shrunk or touched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn read_only_stages_never_grow() {
+    for (cap, what) in [
+        (
+            fs_cap_mode("ext4", &[], Mode::MultiNodeReaderOnly),
+            "reader-only mode",
+        ),
+        (fs_cap("ext4", &["ro"]), "ro mount flag"),
+    ] {
+        let e = Env::new();
+        let (_, name, _) = e.kernel.add_volume(NQN, "live", 2 << 30);
+        let dev = e.path(&format!("dev/{name}"));
+        e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+        e.tools.set_fs_bytes(&dev, 1 << 30);
+        e.stage(VOL, NQN, cap.clone()).await.unwrap();
+        e.stage(VOL, NQN, cap).await.unwrap();
+        assert_eq!(
+            e.tools.count("dumpe2fs") + e.tools.count("resize2fs"),
+            0,
+            "{what}: {:?}",
+            e.tools.programs()
+        );
+        assert!(staging_mounted(&e), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_grow_fails_the_stage_and_undoes_its_mount_and_connect_and_the_retry_grows() {
+    let e = Env::new();
+    // The connect (made by this stage) brings a 1 GiB device holding a 512 MiB ext4.
+    let dev = e.path("dev/nvme0n1");
+    e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+    e.tools.set_fs_bytes(&dev, 512 << 20);
+    *e.tools.grow.lock().unwrap() = Some(GrowAnswer::Fail(1));
+    let err = e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{}", err.message());
+    assert!(
+        err.message().contains("resize2fs")
+            && err.message().contains("no space for new group descriptors")
+            && err.message().contains(VOL),
+        "names the tool, its complaint and the volume: {}",
+        err.message()
+    );
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1, "it had been mounted");
+    assert!(!staging_mounted(&e), "the mount this stage made is undone");
+    assert!(e.kernel.deleted(0), "the connect this stage made is undone");
+    assert!(e.node.staged_volumes().is_empty());
+
+    // kubelet retries: the kernel has dropped the controller; the grow works this time.
+    e.kernel.remove_controller(0);
+    *e.tools.grow.lock().unwrap() = None;
+    let dev = e.path("dev/nvme1n1");
+    e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+    e.tools.set_fs_bytes(&dev, 512 << 20);
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert!(
+        e.tools
+            .programs()
+            .contains(&format!("resize2fs {}", dev.display()))
+    );
+    assert!(staging_mounted(&e));
+    assert_eq!(e.node.staged_volumes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_grow_past_its_deadline_is_unavailable_like_node_expand() {
+    let e = Env::new();
+    let dev = e.path("dev/nvme0n1");
+    e.tools.set_blkid(&dev, Blkid::Fs("xfs"));
+    e.tools.set_fs_bytes(&e.staging(VOL), 256 << 20);
+    *e.tools.grow.lock().unwrap() = Some(GrowAnswer::Timeout);
+    let err = e.stage(VOL, NQN, fs_cap("xfs", &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("xfs_growfs"), "{}", err.message());
+    assert!(!staging_mounted(&e));
+    assert!(e.kernel.deleted(0));
+}
+
+#[tokio::test]
+async fn a_stage_retry_grows_a_mounted_filesystem_left_small_and_a_failure_keeps_the_mount() {
+    let e = Env::new();
+    let (c, name, _) = e.kernel.add_volume(NQN, "live", 2 << 30);
+    let dev = e.path(&format!("dev/{name}"));
+    e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert_eq!(e.tools.count("resize2fs"), 0, "fills its device");
+
+    // As if the plugin had been killed between the mount and the grow: the mounted filesystem
+    // is smaller than its device. A failed grow on the retry leaves the mount it found.
+    e.tools.set_fs_bytes(&dev, 1 << 30);
+    *e.tools.grow.lock().unwrap() = Some(GrowAnswer::Fail(1));
+    let err = e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{}", err.message());
+    assert!(staging_mounted(&e), "a mount older than this call stays");
+    assert!(!e.kernel.deleted(c));
+
+    *e.tools.grow.lock().unwrap() = None;
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert_eq!(e.tools.count("resize2fs"), 2);
+    assert_eq!(e.mounts_of(&e.staging(VOL)), 1, "never mounted twice");
 }

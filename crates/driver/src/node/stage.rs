@@ -6,13 +6,21 @@
 //! undoes only what it did itself (it disconnects only a connection it created and only when
 //! nothing is mounted from the device). Block volumes leave the staging path untouched.
 //!
+//! An existing filesystem smaller than its device (a snapshot restored, or a volume cloned, into
+//! a larger volume) is grown online once mounted, as Kubernetes' mount-utils `ResizeFs` does at
+//! stage; a retry of a finished stage checks again, so a plugin killed between the mount and the
+//! grow still ends with a full-size filesystem. Read-only stages are never grown.
+//!
 //! Unstage: unmount the staging path (bounded, never forced while something uses it), then
 //! disconnect only when nothing else uses the device.
 
 use std::path::{Path, PathBuf};
 
 use csi::v1 as pb;
-use mount::{DevNum, DeviceRef, FsType, InUseQuery, MountOptions, NodeKind, OptionPolicy};
+use mount::{
+    DevNum, DeviceRef, FormatOutcome, FsType, GrowOutcome, InUseQuery, MountOptions, MountOutcome,
+    NodeKind, OptionPolicy,
+};
 use nvme::{ConnectOutcome, ConnectParams, Device, Health, Nqn, RepairOutcome};
 
 use super::context::{self, Access, required};
@@ -49,6 +57,9 @@ impl Inner {
                 Some((*fs, mount_flags.clone(), opts))
             }
         };
+        // Growing writes the filesystem: never for a stage that only reads.
+        let read_only =
+            cap.read_only_mode || fs_opts.as_ref().is_some_and(|(_, _, o)| o.flags.read_only);
         self.wait_ready().await?;
         let _guard = self.locks.lock(volume_id).await;
 
@@ -74,11 +85,15 @@ impl Inner {
             record.published = prev.published.clone();
         }
 
-        if fs_opts.is_some()
+        if let Some((fs, _, _)) = &fs_opts
             && self
                 .already_staged(volume_id, &nqn, &staging, &record)
                 .await?
         {
+            if !read_only {
+                // The mount predates this call, so a failure leaves it for the next retry.
+                self.grow_staged(volume_id, &nqn, &staging, *fs).await?;
+            }
             self.remember(record).await;
             return Ok(pb::NodeStageVolumeResponse {});
         }
@@ -105,11 +120,24 @@ impl Inner {
                 ));
             }
         };
-        if let Some((fs, _, opts)) = &fs_opts
-            && let Err(e) = self.format_and_mount(&device, &staging, *fs, opts).await
-        {
-            self.undo_connect(connected_here, &nqn).await;
-            return Err(e);
+        if let Some((fs, _, opts)) = &fs_opts {
+            let (formatted, mounted) =
+                match self.format_and_mount(&device, &staging, *fs, opts).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        self.undo_connect(connected_here, &nqn).await;
+                        return Err(e);
+                    }
+                };
+            // A filesystem mkfs just made fills its device; only an existing one can be smaller.
+            if formatted == FormatOutcome::Existing
+                && !read_only
+                && let Err(e) = self.grow_to_device(volume_id, &device, &staging, *fs).await
+            {
+                let e = self.undo_mount(mounted, &staging, e).await;
+                self.undo_connect(connected_here, &nqn).await;
+                return Err(e);
+            }
         }
         tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), "staged");
         self.remember(record).await;
@@ -260,13 +288,122 @@ impl Inner {
         }
     }
 
+    /// Grows the filesystem of an already staged volume if it is smaller than its device.
+    async fn grow_staged(
+        &self,
+        volume_id: &str,
+        nqn: &Nqn,
+        staging: &Path,
+        fs: FsType,
+    ) -> Result<()> {
+        let device = self
+            .initiator
+            .resolve_verified(nqn)
+            .await
+            .map_err(|e| nvme_err(&format!("resolving {nqn}"), e))?
+            .ok_or_else(|| {
+                DriverError::Unavailable(format!(
+                    "{nqn} has no block device right now; retry when it has reconnected"
+                ))
+            })?;
+        self.grow_to_device(volume_id, &device, staging, fs).await
+    }
+
+    /// Grows the filesystem mounted at `staging` to the size of `device` when it is smaller (a
+    /// snapshot restored or a volume cloned into a larger volume); one that fills or exceeds the
+    /// device is left alone. Errors carry NodeExpandVolume's codes (INTERNAL for a failed tool,
+    /// UNAVAILABLE for one past its deadline).
+    async fn grow_to_device(
+        &self,
+        volume_id: &str,
+        device: &Device,
+        staging: &Path,
+        fs: FsType,
+    ) -> Result<()> {
+        let device_bytes =
+            sysio::device_size(&self.cfg.sysfs_root, &device.name, self.cfg.deadlines.sysfs)
+                .await?;
+        let outcome = mount::grow::grow_to_device(
+            &*self.runner,
+            fs,
+            &device.path,
+            staging,
+            device_bytes,
+            &self.cfg.format,
+        )
+        .await
+        .map_err(|e| {
+            mount_err(
+                &format!(
+                    "growing the {fs} filesystem of volume {volume_id} on {} to its device size ({device_bytes} bytes)",
+                    device.path.display()
+                ),
+                e,
+            )
+        })?;
+        match outcome {
+            GrowOutcome::Grown {
+                from_bytes,
+                device_bytes,
+            } => tracing::info!(
+                volume = volume_id,
+                device = %device.path.display(),
+                from_bytes,
+                device_bytes,
+                "grew the filesystem to its device (restored or cloned into a larger volume)"
+            ),
+            GrowOutcome::Fits {
+                fs_bytes,
+                device_bytes,
+            } => tracing::debug!(
+                volume = volume_id,
+                fs_bytes,
+                device_bytes,
+                "filesystem fills its device"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Unmounts what a failed stage mounted itself (a mount found in place is left), so the
+    /// stage is all or nothing and kubelet's retry starts clean. Returns the error to report,
+    /// naming the mount when it could not be removed.
+    async fn undo_mount(
+        &self,
+        mounted: MountOutcome,
+        staging: &Path,
+        cause: DriverError,
+    ) -> DriverError {
+        if mounted != MountOutcome::Mounted {
+            return cause;
+        }
+        match self.mounter.unmount(staging, false).await {
+            Ok(_) => {
+                tracing::info!(staging = %staging.display(), "undid the mount of a failed stage");
+                cause
+            }
+            Err(e) => {
+                tracing::warn!(staging = %staging.display(), error = %e, "could not undo the mount of a failed stage");
+                let note = format!(
+                    "; {} is still mounted ({e}) and is left for NodeUnstageVolume",
+                    staging.display()
+                );
+                match cause {
+                    DriverError::Internal(m) => DriverError::Internal(m + &note),
+                    DriverError::Unavailable(m) => DriverError::Unavailable(m + &note),
+                    other => other,
+                }
+            }
+        }
+    }
+
     async fn format_and_mount(
         &self,
         device: &Device,
         staging: &Path,
         fs: FsType,
         opts: &MountOptions,
-    ) -> Result<()> {
+    ) -> Result<(FormatOutcome, MountOutcome)> {
         self.wait_for_node(device).await?;
         let outcome =
             mount::format::ensure_filesystem(&*self.runner, &device.path, fs, &self.cfg.format)
@@ -279,7 +416,8 @@ impl Inner {
                 })?;
         tracing::info!(device = %device.path.display(), ?outcome, "filesystem ready");
         sysio::mkdir(staging, self.cfg.deadlines.syscall).await?;
-        self.mounter
+        let mounted = self
+            .mounter
             .mount_filesystem(&device.path, staging, fs, opts)
             .await
             .map_err(|e| {
@@ -292,7 +430,7 @@ impl Inner {
                     e,
                 )
             })?;
-        Ok(())
+        Ok((outcome, mounted))
     }
 
     pub(crate) async fn unstage(
