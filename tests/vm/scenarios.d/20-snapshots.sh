@@ -3,7 +3,9 @@
 # (CreateSnapshot: `/disk add copy-from` on the simulated RDS, whose copy really copies the
 # backing file), overwritten, then restored from the snapshot and cloned from the volume; each
 # copy is staged and published through the node plugin and must hold the data of its moment.
-# Snapshots must never appear in the nvmet target. Everything made here is removed here.
+# Snapshots must never appear in the nvmet target. A restore into a larger volume is grown by
+# NodeStageVolume: df shows the new size and the data is intact. Everything made here is removed
+# here.
 #
 # CHECK names: snapshot.*
 
@@ -38,7 +40,7 @@ sn_no_snapshot_exports() {
     ! ls "$CFG/subsystems" | grep -q 'snap-' && ! grep -q 'subnqn: .*snap-' /tmp/sn.discover.txt
 }
 
-SN_VOL=""; SN_SNAP=""; SN_RESTORE=""; SN_CLONE=""
+SN_VOL=""; SN_SNAP=""; SN_RESTORE=""; SN_CLONE=""; SN_BIG=""
 if [ "${NODE:-yes}" != yes ]; then
     skip snapshot.restore "node plugin not available in this build"
 elif ! csi sn.src create-volume --name pvc-vm-sn-src --size 1Gi --fs-type ext4; then
@@ -103,6 +105,66 @@ else
             [ "$(cat "$(sn_pub src)/marker.txt")" = "$SN_MARK2" ]
     fi
 
+    # ---- restore into a larger volume: the 1 GiB snapshot's ext4 grown to the 2 GiB device at
+    # stage, online, before anything is published; the data of the snapshot is intact.
+    if [ -z "$SN_SNAP" ]; then
+        fail snapshot.restore.larger "no snapshot to restore"
+    elif ! csi_twice sn.big create-volume --name pvc-vm-sn-restore-big --size 2Gi --fs-type ext4 \
+            --snapshot "$SN_SNAP"; then
+        fail snapshot.restore.larger "$(err sn.big)"
+    else
+        SN_BIG=$(jqf sn.big .volume.volume_id)
+        t0=$(up); nl0=$(wc -l < /var/log/driver.log)
+        if [ "$(jqf sn.big .volume.capacity_bytes)" != $((2 << 30)) ]; then
+            fail snapshot.restore.larger "capacity_bytes $(jqf sn.big .volume.capacity_bytes), 2Gi asked"
+        elif ! sn_stage_pub big sn.big; then
+            fail snapshot.restore.larger "$(err sn.stage.big) $(err sn.pub.big)"
+        else
+            timing snapshot.restore.larger.stage "$(since "$t0")" "stage (connect, mount, grow 1 -> 2 GiB) and publish"
+            dev=$(dev_of "$(jqf sn.big .volume.volume_context.nqn)")
+            dev_bytes=$(bytes_of "$dev")
+            size_k=$(df -k "$(sn_stage big)" | awk 'NR==2 {print $2}')
+            avail_k=$(df -k "$(sn_stage big)" | awk 'NR==2 {print $4}')
+            src_k=$(df -k "$(sn_pub src)" | awk 'NR==2 {print $2}')
+            # ext4 keeps ~3 % for inode tables and journal: more than 90 % of 2 GiB is the grown
+            # filesystem; more free space than the whole 1 GiB source proves the new room is usable.
+            if [ "$dev_bytes" = $((2 << 30)) ] && [ "$size_k" -gt $((2097152 * 9 / 10)) ] \
+               && [ "$size_k" -le 2097152 ] && [ "$avail_k" -gt "$src_k" ]; then
+                pass snapshot.restore.larger.grown "df ${size_k}k on a $dev_bytes-byte $dev (source ${src_k}k), ${avail_k}k free"
+            else
+                fail snapshot.restore.larger.grown "df ${size_k}k (avail ${avail_k}k) on ${dev:-?} of ${dev_bytes:-?} bytes; source ${src_k}k"
+            fi
+            # The plugin says what it did: one grow, from the snapshot's 1 GiB to the 2 GiB device.
+            grew=$(tail -n +"$((nl0 + 1))" /var/log/driver.log | grep 'grew the filesystem' \
+                | grep -F "${SN_BIG#*:}" | grep 1073741824 | grep -c 2147483648)
+            check snapshot.restore.larger.logged "driver log: one 'grew the filesystem' 1073741824 -> 2147483648 for $SN_BIG" -- \
+                [ "$grew" = 1 ]
+            check snapshot.restore.larger.data "the grown copy reads the marker written before the snapshot" -- \
+                [ "$(cat "$(sn_pub big)/marker.txt" 2>/dev/null)" = "$SN_MARK1" ]
+            # Writable after the grow (kept small: the simulated RDS keeps its files in guest RAM).
+            if dd if=/dev/urandom of=/tmp/sn.fill bs=1M count=16 2>/dev/null \
+               && cp /tmp/sn.fill "$(sn_pub big)/fill" && sync \
+               && cmp -s /tmp/sn.fill "$(sn_pub big)/fill" \
+               && [ "$(cat "$(sn_pub big)/marker.txt")" = "$SN_MARK1" ]; then
+                pass snapshot.restore.larger.writable "16 MiB written and read back after the grow; marker intact"
+            else
+                fail snapshot.restore.larger.writable "write or read-back failed"
+            fi
+            rm -f "$(sn_pub big)/fill" /tmp/sn.fill
+            # A retried stage of the grown volume finds it full: nothing to grow, nothing stacked.
+            nl1=$(wc -l < /var/log/driver.log)
+            # shellcheck disable=SC2046
+            if csi sn.stage.big.again node-stage "$SN_BIG" --staging-path "$(sn_stage big)" --fs-type ext4 \
+                    $(ctx_args sn.big) && [ "$(mount_count "$(sn_stage big)")" = 1 ] \
+               && [ "$(df -k "$(sn_stage big)" | awk 'NR==2 {print $2}')" = "$size_k" ] \
+               && ! tail -n +"$((nl1 + 1))" /var/log/driver.log | grep -q 'grew the filesystem'; then
+                pass snapshot.restore.larger.restage "NodeStage repeated: one mount, size unchanged, nothing grown"
+            else
+                fail snapshot.restore.larger.restage "$(err sn.stage.big.again) mounts $(mount_count "$(sn_stage big)")"
+            fi
+        fi
+    fi
+
     # ---- clone of the volume: the second marker.
     if ! csi_twice sn.clone create-volume --name pvc-vm-sn-clone --size 1Gi --fs-type ext4 \
             --source-volume "$SN_VOL"; then
@@ -124,12 +186,13 @@ else
     ok=yes
     [ -z "$SN_RESTORE" ] || sn_down restore "$SN_RESTORE" || { ok=no; log "restore cleanup: $(err sn.unpub.restore) $(err sn.unstage.restore) $(err sn.delete.restore)"; }
     [ -z "$SN_CLONE" ] || sn_down clone "$SN_CLONE" || { ok=no; log "clone cleanup: $(err sn.unpub.clone) $(err sn.unstage.clone) $(err sn.delete.clone)"; }
+    [ -z "$SN_BIG" ] || sn_down big "$SN_BIG" || { ok=no; log "larger restore cleanup: $(err sn.unpub.big) $(err sn.unstage.big) $(err sn.delete.big)"; }
     if [ -n "$SN_SNAP" ]; then
         csi_twice sn.snapdel delete-snapshot "$SN_SNAP" || { ok=no; log "snapshot delete: $(err sn.snapdel)"; }
     fi
     sn_down src "$SN_VOL" || { ok=no; log "source cleanup: $(err sn.unpub.src) $(err sn.unstage.src) $(err sn.delete.src)"; }
     pat=snap-
-    for v in "$SN_VOL" "$SN_RESTORE" "$SN_CLONE"; do [ -z "$v" ] || pat="$pat|${v#*:}"; done
+    for v in "$SN_VOL" "$SN_RESTORE" "$SN_CLONE" "$SN_BIG"; do [ -z "$v" ] || pat="$pat|${v#*:}"; done
     left=$(ls "$SN_DIR" 2>/dev/null | grep -E "$pat" | tr '\n' ' ')
     subs=$(ls "$CFG/subsystems" | grep -E 'snap-' | tr '\n' ' ')
     if [ $ok = yes ] && [ -z "$left" ] && [ -z "$subs" ] \
