@@ -1760,6 +1760,16 @@ async fn read_only_stages_never_grow() {
         );
         assert!(staging_mounted(&e), "{what}");
     }
+
+    // A read-only staging mount found by a later stage that asks for rw is not grown either.
+    let e = Env::new();
+    let (_, name, _) = e.kernel.add_volume(NQN, "live", 2 << 30);
+    let dev = e.path(&format!("dev/{name}"));
+    e.tools.set_blkid(&dev, Blkid::Fs("ext4"));
+    e.tools.set_fs_bytes(&dev, 1 << 30);
+    e.stage(VOL, NQN, fs_cap("ext4", &["ro"])).await.unwrap();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    assert_eq!(e.tools.count("resize2fs"), 0, "{:?}", e.tools.programs());
 }
 
 #[tokio::test]

@@ -288,7 +288,8 @@ impl Inner {
         }
     }
 
-    /// Grows the filesystem of an already staged volume if it is smaller than its device.
+    /// Grows the filesystem of an already staged volume if it is smaller than its device. A
+    /// mount found read-only (staged earlier with `ro`) is left alone whatever this call asks.
     async fn grow_staged(
         &self,
         volume_id: &str,
@@ -296,6 +297,14 @@ impl Inner {
         staging: &Path,
         fs: FsType,
     ) -> Result<()> {
+        let table = self
+            .mounter
+            .mount_table()
+            .await
+            .map_err(|e| mount_err("reading the mount table", e))?;
+        if table.top_mount_at(staging).is_none_or(|m| m.is_read_only()) {
+            return Ok(());
+        }
         let device = self
             .initiator
             .resolve_verified(nqn)
