@@ -197,7 +197,7 @@ impl ControllerService {
             DriverError::rds(format!("looking up volume {id} before deleting it"), e)
         })?;
         let Some(disk) = disk else {
-            info!(volume = %id, "volume does not exist: nothing to delete");
+            remove_leftover_files(&id, backend).await?;
             return Ok(pb::DeleteVolumeResponse {});
         };
         ensure_managed(&id, backend, &disk)?;
@@ -564,6 +564,45 @@ fn check_same_volume(
             diffs.join(", ")
         )))
     }
+}
+
+/// Finishes a delete that stopped between `/disk remove` and `/file remove` (a controller
+/// killed there, or a `/file remove` the RDS refused): with the disk gone the retry would
+/// otherwise answer OK and leave `<slot>.img` on the RDS for good. Only files named exactly
+/// `<slot>.img` under the backend's volume paths are removed, the names this driver gives its
+/// volumes; snapshot files (`snap-…`) and anything elsewhere never match. A failed lookup or
+/// removal is an error, so the CO retries rather than hearing OK with the file still there.
+async fn remove_leftover_files(id: &VolumeId, backend: &Backend) -> Result<()> {
+    let files = backend.client.image_files(&id.slot).await.map_err(|e| {
+        DriverError::rds(
+            format!("looking for a backing file left by volume {id} before answering its delete"),
+            e,
+        )
+    })?;
+    let mut removed = 0;
+    for file in files {
+        let Ok(path) = FilePath::new(&file.name) else {
+            continue;
+        };
+        if !backend.allowed_paths.iter().any(|dir| path.is_under(dir)) {
+            continue;
+        }
+        backend.client.remove_file(&path).await.map_err(|e| {
+            DriverError::rds(
+                format!(
+                    "removing {} left behind by the disk of volume {id}",
+                    path.as_str()
+                ),
+                e,
+            )
+        })?;
+        warn!(volume = %id, file = path.as_str(), "disk was already gone; removed the backing file it left");
+        removed += 1;
+    }
+    if removed == 0 {
+        info!(volume = %id, "volume does not exist: nothing to delete");
+    }
+    Ok(())
 }
 
 /// Refuses to touch a disk under one of our slots that this driver would not have made.

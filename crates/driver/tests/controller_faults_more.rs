@@ -1,6 +1,7 @@
 //! More controller faults over the real stack (gRPC → controller → SSH → rds-sim): a pool that
 //! is really full, a slow RDS (2 s per command), one command that never answers, and two
-//! CreateVolume calls for one name racing each other, through one controller and through two.
+//! CreateVolume calls for one name racing each other, through one controller and through two,
+//! and a DeleteVolume retried after its disk is gone but its backing file is not.
 //!
 //! Every case checks the gRPC code, that no volume is lost, duplicated or half-made (the sim's
 //! disks AND backing files), and that service resumes. The slow-RDS cases assert behaviour (what
@@ -396,5 +397,204 @@ async fn two_concurrent_deletes_of_one_volume_through_two_controllers_both_succe
     assert_eq!(removes, 2, "both controllers should have raced to remove");
     assert_eq!((disks_named(&h, &name), files_named(&h, &name)), (0, 0));
     other.stop().await;
+    h.stop().await;
+}
+
+/// A disk-less file as a delete that died between `/disk remove` and `/file remove` leaves it:
+/// RouterOS keeps the backing file after `/disk remove`.
+fn leave_file_without_disk(h: &Sandbox, slot: &str, path: &str) {
+    h.sim()
+        .run_local(&format!(
+            "/disk add type=file file-path={path} file-size=1G slot={slot}"
+        ))
+        .unwrap();
+    h.sim()
+        .run_local(&format!("/disk remove [find slot={slot}]"))
+        .unwrap();
+}
+
+fn file_paths(h: &Sandbox) -> Vec<String> {
+    let mut paths: Vec<String> = h.sim().files().into_iter().map(|f| f.path).collect();
+    paths.sort();
+    paths
+}
+
+/// The commands the sim saw since the last clear, by menu and verb (`/disk print`, …).
+fn verbs(h: &Sandbox) -> Vec<String> {
+    h.sim()
+        .commands()
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The retried DeleteVolume of a volume whose disk is already gone removes the `<slot>.img`
+/// left behind, in the base volume path and in an extra one, and answers OK. Nothing else is
+/// touched: the volume's snapshot (whose file name holds the slot), a file of the same name
+/// outside the volume paths, names that merely start or end like it, and another volume. The
+/// normal delete keeps its 3 round trips; the disk-gone delete costs one `/file print` more.
+#[tokio::test]
+async fn delete_of_a_volume_whose_disk_is_gone_removes_its_leftover_file_only() {
+    let mut h = start().await;
+    let base = "/storage-pool/metal-csi";
+    let other = "/storage-pool/other";
+
+    // A volume with a snapshot, then its disk removed as a killed delete would leave it.
+    let name = pvc_name();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
+    let snap = h
+        .controller
+        .create_snapshot(pb::CreateSnapshotRequest {
+            source_volume_id: v.volume_id.clone(),
+            name: format!("snapshot-{}", uuid::Uuid::new_v4()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .snapshot
+        .unwrap();
+    let snap_files: Vec<String> = file_paths(&h)
+        .into_iter()
+        .filter(|p| p.contains("/snap-"))
+        .collect();
+    assert_eq!(snap_files.len(), 1, "{:?}", file_paths(&h));
+    assert!(
+        snap_files[0].contains(&name),
+        "the snapshot's file names its source slot, so a prefix or substring match would hit it: {snap_files:?}"
+    );
+    h.sim()
+        .run_local(&format!("/disk remove [find slot={name}]"))
+        .unwrap();
+
+    // A volume in the extra volume path, its disk gone the same way.
+    let name2 = pvc_name();
+    let mut req = create_req(&name2, 1);
+    req.parameters.insert("volumePath".into(), other.into());
+    let v2 = created(&mut h.controller, req).await;
+    h.sim()
+        .run_local(&format!("/disk remove [find slot={name2}]"))
+        .unwrap();
+
+    // Look-alikes that must survive.
+    let keep = [
+        format!("/storage-pool/elsewhere/{name}.img"),
+        format!("{base}/x{name}.img"),
+        format!("{base}/{name}-2.img"),
+        format!("{other}/{name}.img.bak"),
+    ];
+    for (i, path) in keep.iter().enumerate() {
+        leave_file_without_disk(&h, &format!("pvc-decoy-{i}"), path);
+    }
+    let live = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+    let before = file_paths(&h);
+    assert!(before.contains(&format!("{base}/{name}.img")));
+    assert!(before.contains(&format!("{other}/{name2}.img")));
+
+    h.sim().clear_commands();
+    h.controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap();
+    assert_eq!(
+        verbs(&h),
+        ["/disk print", "/file print", "/file remove"],
+        "{:?}",
+        h.sim().commands()
+    );
+    h.sim().clear_commands();
+    h.controller
+        .delete_volume(delete(&v2.volume_id))
+        .await
+        .unwrap();
+    assert_eq!(verbs(&h), ["/disk print", "/file print", "/file remove"]);
+
+    let after = file_paths(&h);
+    let expected: Vec<String> = before
+        .iter()
+        .filter(|p| **p != format!("{base}/{name}.img") && **p != format!("{other}/{name2}.img"))
+        .cloned()
+        .collect();
+    assert_eq!(after, expected, "only the two leftover files are removed");
+    for path in keep.iter().chain(&snap_files) {
+        assert!(after.contains(path), "{path} was touched: {after:?}");
+    }
+    assert!(
+        h.sim()
+            .disks()
+            .iter()
+            .any(|d| snap.snapshot_id.contains(&d.slot)),
+        "the snapshot's disk is untouched: {:?}",
+        h.sim().disks()
+    );
+
+    // Retried once more (nothing left): OK, one lookup, nothing removed.
+    h.sim().clear_commands();
+    h.controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap();
+    assert_eq!(verbs(&h), ["/disk print", "/file print"]);
+    assert_eq!(file_paths(&h), after);
+
+    // The normal delete keeps its round trips.
+    h.sim().clear_commands();
+    h.controller
+        .delete_volume(delete(&live.volume_id))
+        .await
+        .unwrap();
+    assert_eq!(verbs(&h), ["/disk print", "/disk remove", "/file remove"]);
+    h.stop().await;
+}
+
+/// An RDS outage while DeleteVolume looks for (or removes) a leftover file is UNAVAILABLE, never
+/// OK with the file left; once the RDS answers again the retry removes it and answers OK.
+#[tokio::test]
+async fn delete_with_a_leftover_file_and_an_rds_outage_is_unavailable_until_it_is_gone() {
+    let mut h = start().await;
+    let name = pvc_name();
+    let v = created(&mut h.controller, create_req(&name, 1)).await;
+    h.sim()
+        .run_local(&format!("/disk remove [find slot={name}]"))
+        .unwrap();
+    assert_eq!((disks_named(&h, &name), files_named(&h, &name)), (0, 1));
+
+    // Every attempt at the lookup is dropped (the client retries reads 4 times).
+    for _ in 0..4 {
+        h.sim().faults().drop_next("/file print");
+    }
+    let err = h
+        .controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("left by volume"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(files_named(&h, &name), 1);
+
+    // The lookup answers, every attempt at the removal is dropped before it is applied.
+    h.sim().faults().clear();
+    for _ in 0..4 {
+        h.sim().faults().drop_next("/file remove");
+    }
+    let err = h
+        .controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(files_named(&h, &name), 1);
+
+    h.sim().faults().clear();
+    h.controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap();
+    assert_eq!((disks_named(&h, &name), files_named(&h, &name)), (0, 0));
+    assert!(h.sim().disks().is_empty() && h.sim().files().is_empty());
     h.stop().await;
 }

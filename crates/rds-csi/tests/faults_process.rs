@@ -1,5 +1,5 @@
-//! Faults only a real process can have: the controller SIGKILLed in the middle of making a
-//! volume, then a new controller process taking over the provisioner's retry.
+//! Faults only a real process can have: the controller SIGKILLed in the middle of making (or
+//! deleting) a volume, then a new controller process taking over the provisioner's retry.
 //!
 //! The RDS is an rds-sim inside the test (so it can hold a command and show its disks and files);
 //! the controller is the `rds-csi` binary, killed with SIGKILL (no drain, no SSH goodbye).
@@ -276,4 +276,60 @@ async fn controller_killed_mid_burst_leaves_each_volume_once_after_retries() {
     }
     assert_eq!(rig.sim.disks().len(), names.len());
     assert_eq!(rig.sim.files().len(), names.len());
+}
+
+/// Killed after `/disk remove` was applied and while `/file remove` is held: the retried
+/// DeleteVolume through a new controller must leave neither the disk nor its backing file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_between_disk_remove_and_file_remove() {
+    let rig = Rig::start(1 << 40).await;
+    let mut first = rig.controller("first", &["--rds-write-timeout", "60s"]);
+    let (_, mut c) = first.clients().await;
+    let name = pvc_name();
+    let v = c
+        .create_volume(create_req(&name, 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    rig.sim.faults().hang_next("/file remove");
+    let id = v.volume_id.clone();
+    let call = tokio::spawn(async move {
+        c.delete_volume(pb::DeleteVolumeRequest {
+            volume_id: id,
+            ..Default::default()
+        })
+        .await
+    });
+    let sim = &rig.sim;
+    wait_for(
+        "the file remove to be held",
+        Duration::from_secs(20),
+        || sim.commands().iter().any(|l| l.starts_with("/file remove")),
+    )
+    .await;
+    assert_eq!(
+        disks_named(&rig.sim, &name),
+        0,
+        "the disk remove was applied"
+    );
+    first.sigkill();
+    assert!(call.await.unwrap().is_err());
+    assert_eq!(files_named(&rig.sim, &name), 1);
+
+    let mut second = rig.controller("second", &[]);
+    let (_, mut c) = second.clients().await;
+    c.delete_volume(pb::DeleteVolumeRequest {
+        volume_id: v.volume_id,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (disks_named(&rig.sim, &name), files_named(&rig.sim, &name)),
+        (0, 0),
+        "files: {:?}",
+        rig.sim.files()
+    );
 }

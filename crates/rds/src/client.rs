@@ -356,6 +356,28 @@ impl RdsClient {
             .collect())
     }
 
+    /// Files (not directories) named exactly `<slot>.img`, in any directory: the backing file
+    /// a disk in `slot` leaves when its delete stopped after `/disk remove`. The caller decides
+    /// which directories it may touch.
+    pub async fn image_files(&self, slot: &Slot) -> Result<Vec<FileEntry>, RdsError> {
+        let cmd = command::file_print_image(slot);
+        let out = self.run(&cmd).await?;
+        let files = routeros::file::parse_files(&out.stdout).map_err(|source| RdsError::Parse {
+            verb: cmd.verb(),
+            source,
+        })?;
+        let name = format!("{}.img", slot.as_str());
+        Ok(files
+            .into_iter()
+            .filter(|f| {
+                f.name
+                    .rsplit_once('/')
+                    .is_some_and(|(_, base)| base == name)
+                    && !f.kind.as_deref().is_some_and(|k| k.contains("directory"))
+            })
+            .collect())
+    }
+
     pub async fn capacity(&self, mount_point: &MountPoint) -> Result<Capacity, RdsError> {
         let cmd = command::capacity(mount_point);
         let out = self.run(&cmd).await?;

@@ -158,6 +158,16 @@ pub fn file_print_under(dir: &FilePath) -> Command {
         format!("/file print detail where name~\"^{pattern}/\""),
     )
 }
+/// Files in any directory whose name contains `/<slot>.img`: where a disk in `slot` left its
+/// backing file. The match is a superset (`…/<slot>.img.bak` too), so callers keep exact base
+/// names only. No `$` anchor: in a RouterOS string `$` starts a variable. A slot holds only
+/// letters, digits and `-`, none of them regex operators; the `.` is written `[.]`.
+pub fn file_print_image(slot: &Slot) -> Command {
+    query(
+        "file-print",
+        format!("/file print detail where name~\"/{slot}[.]img\""),
+    )
+}
 /// `/file remove [find name="<path without leading />"]`
 pub fn file_remove(path: &FilePath) -> Command {
     change(
@@ -408,6 +418,12 @@ mod tests {
             (
                 file_print_under(&path("/storage-pool/metal.csi")),
                 "/file print detail where name~\"^storage-pool/metal[.]csi/\"",
+                "file-print",
+                false,
+            ),
+            (
+                file_print_image(&slot("pvc-1")),
+                "/file print detail where name~\"/pvc-1[.]img\"",
                 "file-print",
                 false,
             ),

@@ -519,6 +519,44 @@ async fn list_files_keeps_only_entries_under_the_directory() {
     assert_eq!(names, ["/storage-pool/metal-csi/pvc-1.img"]);
 }
 
+#[tokio::test]
+async fn image_files_keeps_only_files_named_exactly_slot_img() {
+    let exec = Arc::new(ScriptedExec::new());
+    // Records separated by blank lines, as RouterOS prints a listing.
+    exec.ok(concat!(
+        " 0 name=storage-pool/metal-csi/pvc-1.img type=.img file size=1073741824\n\n",
+        " 1 name=storage-pool/other/pvc-1.img.bak type=.bak file size=1\n\n",
+        " 2 name=storage-pool/other/pvc-1.img type=directory\n\n",
+        " 3 name=storage-pool/metal-csi/xpvc-1.img type=.img file size=1\n\n",
+        " 4 name=storage-pool/metal-csi/snap-9.src-pvc-1.t-1.img type=.img file size=1\n\n",
+        " 5 name=storage-pool/elsewhere/pvc-1.img type=.img file size=1\n",
+    ));
+    let files = client(&exec).image_files(&slot("pvc-1")).await.unwrap();
+    let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "/storage-pool/metal-csi/pvc-1.img",
+            "/storage-pool/elsewhere/pvc-1.img"
+        ],
+        "exact base names, never a directory; which directories count is the caller's call"
+    );
+    assert_eq!(
+        exec.lines(),
+        ["/file print detail where name~\"/pvc-1[.]img\""]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn image_files_transport_error_is_an_error_not_an_empty_list() {
+    let exec = Arc::new(ScriptedExec::new());
+    for _ in 0..4 {
+        exec.err(transport("file-print"));
+    }
+    let err = client(&exec).image_files(&slot("pvc-1")).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Transport);
+}
+
 #[test]
 fn only_add_is_unsafe_to_retry() {
     let s = slot("pvc-1");
@@ -545,6 +583,7 @@ fn operation_futures_are_send() {
     assert_send(&c.delete_disk(&s));
     assert_send(&c.remove_file(&dir));
     assert_send(&c.list_files(&dir));
+    assert_send(&c.image_files(&s));
     assert_send(&c.capacity(&mp));
     assert_send(&c.system_resource());
     assert_send(&c.ping());
