@@ -537,6 +537,16 @@ async fn delete_of_a_volume_whose_disk_is_gone_removes_its_leftover_file_only() 
     assert_eq!(verbs(&h), ["/disk print", "/file print"]);
     assert_eq!(file_paths(&h), after);
 
+    // A snapshot id sent as a volume id is not a volume: OK without asking the RDS, so its
+    // `snap-….img` is never looked up, let alone removed.
+    h.sim().clear_commands();
+    h.controller
+        .delete_volume(delete(&snap.snapshot_id))
+        .await
+        .unwrap();
+    assert!(h.sim().commands().is_empty(), "{:?}", h.sim().commands());
+    assert_eq!(file_paths(&h), after);
+
     // The normal delete keeps its round trips.
     h.sim().clear_commands();
     h.controller
