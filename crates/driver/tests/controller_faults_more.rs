@@ -557,8 +557,9 @@ async fn delete_of_a_volume_whose_disk_is_gone_removes_its_leftover_file_only() 
     h.stop().await;
 }
 
-/// An RDS outage while DeleteVolume looks for (or removes) a leftover file is UNAVAILABLE, never
-/// OK with the file left; once the RDS answers again the retry removes it and answers OK.
+/// An RDS outage while DeleteVolume looks for (or removes) a leftover file is UNAVAILABLE, and a
+/// refused removal INTERNAL: never OK with the file left. Once the RDS answers again the retry
+/// removes it and answers OK.
 #[tokio::test]
 async fn delete_with_a_leftover_file_and_an_rds_outage_is_unavailable_until_it_is_gone() {
     let mut h = start().await;
@@ -597,6 +598,23 @@ async fn delete_with_a_leftover_file_and_an_rds_outage_is_unavailable_until_it_i
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(files_named(&h, &name), 1);
+
+    // RouterOS refusing the removal (disk print, file print, then the refused file remove) is
+    // an error too, naming the file.
+    h.sim().faults().clear();
+    h.sim().faults().fail_nth(3, "failure: execution error");
+    let err = h
+        .controller
+        .delete_volume(delete(&v.volume_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert!(
+        err.message().contains(&format!("{name}.img")),
+        "{}",
+        err.message()
+    );
     assert_eq!(files_named(&h, &name), 1);
 
     h.sim().faults().clear();
