@@ -20,6 +20,7 @@ use crate::error::{DriverError, Result};
 use crate::fencing::{AclTarget, AttachmentManager, HostAcl, PublishRequest, Sharing};
 use crate::locks::VolumeLocks;
 use crate::node_id::NodeId;
+use crate::paging;
 use crate::params;
 use crate::rpc::{traced, traced_on_node};
 use crate::size;
@@ -57,9 +58,6 @@ pub const PC_NVME_PORT: &str = "nvme_port";
 pub const PC_NVME_NQN: &str = "nvme_nqn";
 /// Only for filesystem volumes; absent for raw block.
 pub const PC_FS_TYPE: &str = "fs_type";
-
-/// Token prefix for ListVolumes paging; anything else is rejected as ABORTED (CSI spec).
-const TOKEN_PREFIX: &str = "after:";
 
 impl ControllerService {
     pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
@@ -262,30 +260,13 @@ impl ControllerService {
     }
 
     async fn list(&self, req: pb::ListVolumesRequest) -> Result<pb::ListVolumesResponse> {
-        if req.max_entries < 0 {
-            return Err(DriverError::InvalidArgument(format!(
-                "max_entries must not be negative; got {}",
-                req.max_entries
-            )));
-        }
-        let after = if req.starting_token.is_empty() {
-            None
-        } else {
-            let raw = req
-                .starting_token
-                .strip_prefix(TOKEN_PREFIX)
-                .ok_or_else(|| {
-                    DriverError::Aborted(format!(
-                        "starting_token {:?} was not issued by this driver",
-                        req.starting_token
-                    ))
-                })?;
-            Some(self.parse_id(raw).map_err(|why| {
-                DriverError::Aborted(format!(
-                    "starting_token {:?} is not valid: {why}",
-                    req.starting_token
-                ))
-            })?)
+        let after = match paging::start_after(req.max_entries, &req.starting_token)? {
+            None => None,
+            Some(raw) => Some(
+                self.parse_id(raw)
+                    .map_err(|why| paging::invalid_token(&req.starting_token, why))?
+                    .to_string(),
+            ),
         };
         let mut all: Vec<(VolumeId, Disk)> = Vec::new();
         for backend in self.backends.all() {
@@ -301,28 +282,14 @@ impl ControllerService {
             }
         }
         all.sort_by_key(|(id, _)| id.to_string());
-        let start = match &after {
-            None => 0,
-            Some(after) => {
-                let key = after.to_string();
-                all.partition_point(|(id, _)| id.to_string() <= key)
-            }
-        };
-        let limit = if req.max_entries == 0 {
-            usize::MAX
-        } else {
-            req.max_entries as usize
-        };
-        let page: Vec<_> = all.iter().skip(start).take(limit).collect();
-        let next_token = if start + page.len() < all.len() {
-            page.last()
-                .map(|(id, _)| format!("{TOKEN_PREFIX}{id}"))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_token) = paging::page(
+            &all,
+            |(id, _)| id.to_string(),
+            after.as_deref(),
+            req.max_entries,
+        );
         let entries = page
-            .into_iter()
+            .iter()
             .map(|(id, disk)| pb::list_volumes_response::Entry {
                 volume: Some(self.volume_of(id, disk)),
                 status: None,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod node;
 pub mod node_id;
 pub mod orphans;
+pub mod paging;
 pub mod params;
 pub mod rpc;
 pub mod sandbox;

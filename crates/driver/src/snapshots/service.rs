@@ -19,10 +19,10 @@ use super::lineage::{self, Lineage};
 use crate::backend::{Backend, Backends};
 use crate::error::{DriverError, Result};
 use crate::locks::VolumeLocks;
+use crate::paging;
 use crate::volume_id::VolumeId;
 
 /// Token prefix for ListSnapshots paging; anything else is rejected as ABORTED (CSI spec).
-const TOKEN_PREFIX: &str = "after:";
 /// Lock keys of snapshots never collide with volume ids (`<backend>:pvc-…`).
 const LOCK_PREFIX: &str = "snapshot/";
 /// Parameters the sidecars may add (`--extra-create-metadata`); nothing else is understood.
@@ -352,34 +352,13 @@ impl SnapshotService {
     }
 
     pub async fn list(&self, req: pb::ListSnapshotsRequest) -> Result<pb::ListSnapshotsResponse> {
-        if req.max_entries < 0 {
-            return Err(DriverError::InvalidArgument(format!(
-                "max_entries must not be negative; got {}",
-                req.max_entries
-            )));
-        }
-        let after = if req.starting_token.is_empty() {
-            None
-        } else {
-            let raw = req
-                .starting_token
-                .strip_prefix(TOKEN_PREFIX)
-                .ok_or_else(|| {
-                    DriverError::Aborted(format!(
-                        "starting_token {:?} was not issued by this driver",
-                        req.starting_token
-                    ))
-                })?;
-            Some(
+        let after = match paging::start_after(req.max_entries, &req.starting_token)? {
+            None => None,
+            Some(raw) => Some(
                 SnapshotId::parse(raw, self.default_backend())
-                    .map_err(|why| {
-                        DriverError::Aborted(format!(
-                            "starting_token {:?} is not valid: {why}",
-                            req.starting_token
-                        ))
-                    })?
+                    .map_err(|why| paging::invalid_token(&req.starting_token, why))?
                     .to_string(),
-            )
+            ),
         };
         // A filter naming something that cannot be ours matches nothing (not an error: CSI
         // lists are queries).
@@ -421,26 +400,15 @@ impl SnapshotService {
             all.retain(|(_, s)| s.source_volume_id == want);
         }
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let start = match &after {
-            None => 0,
-            Some(key) => all.partition_point(|(id, _)| id <= key),
-        };
-        let limit = if req.max_entries == 0 {
-            usize::MAX
-        } else {
-            req.max_entries as usize
-        };
-        let page: Vec<_> = all.iter().skip(start).take(limit).collect();
-        let next_token = if start + page.len() < all.len() {
-            page.last()
-                .map(|(id, _)| format!("{TOKEN_PREFIX}{id}"))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_token) = paging::page(
+            &all,
+            |(id, _)| id.clone(),
+            after.as_deref(),
+            req.max_entries,
+        );
         Ok(pb::ListSnapshotsResponse {
             entries: page
-                .into_iter()
+                .iter()
                 .map(|(_, s)| pb::list_snapshots_response::Entry {
                     snapshot: Some(s.clone()),
                 })
