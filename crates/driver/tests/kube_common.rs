@@ -56,12 +56,10 @@ pub async fn env(test: &str) -> Option<KubeEnv> {
                 "{test}: CI=true but no kube-apiserver: run the suite through scripts/test-kube"
             );
         }
-        // Straight to the stderr handle, not eprintln!: libtest captures the macros, and a
-        // skip nobody sees is a silent pass.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED {test}: no kube-apiserver (RDS_CSI_KUBECONFIG_* unset). \
-             Run scripts/test-kube to test against a real API server. ***"
+        record_skip(
+            test,
+            "no kube-apiserver (RDS_CSI_KUBECONFIG_* unset); run scripts/test-kube to test \
+             against a real API server",
         );
         return None;
     };
@@ -481,4 +479,18 @@ pub async fn apply_rbac(env: &KubeEnv) -> Vec<Value> {
         }
     }
     manifests
+}
+
+/// A skip must be seen: straight to the stderr handle (libtest captures the print macros on a
+/// pass) and appended to `$RDS_CSI_SKIP_LOG`, which `scripts/test` counts in its summary.
+fn record_skip(what: &str, why: &str) {
+    use std::io::Write as _;
+    let line = format!("SKIPPED {what}: {why}");
+    let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
+    if let Some(path) = std::env::var_os("RDS_CSI_SKIP_LOG") {
+        let file = std::fs::OpenOptions::new().append(true).create(true).open(path);
+        if let Ok(mut f) = file {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }

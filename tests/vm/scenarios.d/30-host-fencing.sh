@@ -38,7 +38,7 @@ hf_dmesg() { dmesg 2>/dev/null | grep -i "not allowed" | grep -F "$1" | tail -n1
 
 HF_NODE=""
 if [ "${NODE:-yes}" != yes ]; then
-    skip hostfence.node-id "node plugin not available in this build"
+    fail hostfence.node-id "not run: NodeStageVolume failed earlier (see node.stage)"
 elif ! csi hf.info node-info; then
     fail hostfence.node-id "$(err hf.info)"
 else

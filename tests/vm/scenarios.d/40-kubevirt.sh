@@ -22,7 +22,7 @@ kv_same() {
 }
 
 if [ "${NODE:-yes}" != yes ]; then
-    skip kubevirt.handoff "node plugin not available in this build"
+    fail kubevirt.handoff "not run: NodeStageVolume failed earlier (see node.stage)"
 elif csi kv.create create-volume --name pvc-vm-kv --size 1Gi --block; then
     KV_VOL=$(jqf kv.create .volume.volume_id); KV_NQN=$(jqf kv.create .volume.volume_context.nqn)
     KV_CTX=$(ctx_args kv.create)

@@ -1,5 +1,5 @@
-//! Every sample in `/work/shared/routeros` (the workspace's `../shared/routeros`) through
-//! the parser its file-name prefix calls for. The expectations are derived from the raw
+//! Every recorded RouterOS sample in `tests/samples/` (see its INDEX.md for where each came
+//! from and how far it can be trusted) through the parser its file-name prefix calls for. The expectations are derived from the raw
 //! text with simple independent scans, not from the parser under test.
 #![allow(clippy::unwrap_used)]
 
@@ -15,10 +15,22 @@ use routeros::parse_records;
 use routeros::size::parse_size;
 
 fn samples_dir() -> PathBuf {
-    // crates/routeros → workspace root → ../shared/routeros
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/routeros")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples")
+}
+
+/// The index says how many samples it describes; a lost or added file must be noticed, so a
+/// partial copy can never pass as "every sample checked".
+fn indexed_sample_count(dir: &Path) -> usize {
+    let index = fs::read_to_string(dir.join("INDEX.md"))
+        .unwrap_or_else(|e| panic!("{}/INDEX.md is missing: {e}", dir.display()));
+    let line = index
+        .lines()
+        .find(|l| l.contains(" sample files: "))
+        .expect("INDEX.md states the number of sample files");
+    line.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("INDEX.md's count line starts with a number")
 }
 
 /// Samples that are not real RouterOS `print detail` shapes (documentation guesses in
@@ -181,23 +193,21 @@ fn check_failure(name: &str, text: &str) {
 }
 
 #[test]
-fn every_shared_sample_parses_with_its_parser() {
+fn every_recorded_sample_parses_with_its_parser() {
     let dir = samples_dir();
-    let Ok(entries) = fs::read_dir(&dir) else {
-        eprintln!(
-            "\n\n!!!!!!!! SHARED ROUTEROS SAMPLES NOT FOUND at {} — this test checked NOTHING. \
-             CI must copy them in. !!!!!!!!\n\n",
-            dir.display()
-        );
-        return;
-    };
+    let entries = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("recorded RouterOS samples missing at {}: {e}", dir.display()));
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".txt"))
         .collect();
     names.sort();
-    assert!(!names.is_empty(), "sample folder is empty");
+    assert_eq!(
+        names.len(),
+        indexed_sample_count(&dir),
+        "tests/samples holds a different number of samples than its INDEX.md describes"
+    );
     let mut checked = 0;
     for name in &names {
         let text = fs::read_to_string(dir.join(name)).unwrap();
@@ -270,8 +280,5 @@ fn every_shared_sample_parses_with_its_parser() {
         }
         checked += 1;
     }
-    eprintln!(
-        "checked {checked} shared RouterOS samples in {}",
-        dir.display()
-    );
+    assert_eq!(checked, names.len());
 }
