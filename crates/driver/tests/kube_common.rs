@@ -8,7 +8,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
