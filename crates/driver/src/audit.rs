@@ -230,7 +230,7 @@ fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
         node: op.node.filter(|n| !n.is_empty()).map(str::to_string),
         code: Some(code_name(op.code)),
         message: (!op.message.is_empty()).then(|| op.message.to_string()),
-        duration_ms: op.elapsed.map(|d| d.as_secs_f64() * 1e3),
+        duration_ms: op.elapsed.map(crate::rpc::millis),
         details: BTreeMap::new(),
     }
 }

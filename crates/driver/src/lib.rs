@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bounds;
 pub mod capability;
 pub mod config;
 pub mod controller;

@@ -8,6 +8,7 @@ use csi::v1::identity_server::IdentityServer;
 use csi::v1::node_server::NodeServer;
 use tracing::info;
 
+use crate::bounds::Bounded;
 use crate::error::{DriverError, Result};
 use crate::{ControllerService, IdentityService, NodeService};
 
@@ -20,7 +21,7 @@ pub struct Services {
     pub node: Option<NodeService>,
 }
 
-/// Serves until `shutdown` completes, then drains in-flight RPCs and removes the socket file.
+/// Serves until `shutdown` completes (every request checked against [`crate::bounds`] first), then drains in-flight RPCs and removes the socket file.
 pub async fn serve(
     socket: &Path,
     services: Services,
@@ -29,16 +30,16 @@ pub async fn serve(
     let incoming = csi::uds::bind(socket)
         .map_err(|e| DriverError::Config(format!("cannot listen on {}: {e}", socket.display())))?;
     info!(socket = %socket.display(), controller = services.controller.is_some(), node = services.node.is_some(), "serving CSI");
-    let identity = IdentityServer::new(services.identity)
+    let identity = IdentityServer::new(Bounded(services.identity))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let controller = services.controller.map(|c| {
-        ControllerServer::new(c)
+        ControllerServer::new(Bounded(c))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     });
     let node = services.node.map(|n| {
-        NodeServer::new(n)
+        NodeServer::new(Bounded(n))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     });
