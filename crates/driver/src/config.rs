@@ -96,9 +96,53 @@ struct BackendsFile {
     backend: Vec<BackendSettings>,
 }
 
+/// Most bytes read from a key, host-key or backends file: real ones are a few KiB, and an
+/// unbounded read of a wrong path (`/dev/zero`, a log file) would eat the process's memory.
+pub const MAX_CONFIG_FILE: u64 = 64 * 1024;
+
+/// Reads a small text file whole, refusing one over [`MAX_CONFIG_FILE`] after reading at most
+/// one byte more (so a device or a FIFO that never ends costs nothing).
+pub fn read_small_file(path: &Path) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(format!(
+            "larger than {} KiB; is this the right file?",
+            MAX_CONFIG_FILE / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
+/// Warns when a private key is readable by others, or by a group other than the process's own:
+/// anyone who can read it can run commands on the RDS as the driver. Group read for the
+/// process's own group is how a non-root pod reads a Secret (`fsGroup`, mode 0440).
+fn warn_if_exposed(backend: &str, path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    let own_group = effective_gid() == Some(meta.gid());
+    if mode & 0o004 != 0 || (mode & 0o040 != 0 && !own_group) {
+        warn!(backend, path = %path.display(), mode = format!("{mode:04o}"), "SSH private key is readable by group or others; restrict it to the owner (chmod 600) or to the process's own group (a Secret volume with defaultMode 0440 and fsGroup)");
+    }
+}
+
+/// The process's effective group id, from `/proc/self/status` (no libc call needed).
+fn effective_gid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Gid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Reads a TOML backends file (`[[backend]]` tables).
 pub fn read_backends_file(path: &Path) -> Result<Vec<BackendSettings>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_small_file(path).map_err(|e| {
         DriverError::Config(format!("reading backends file {}: {e}", path.display()))
     })?;
     parse_backends(&text)
@@ -130,7 +174,7 @@ pub fn host_key_policy(s: &BackendSettings) -> Result<HostKeyPolicy> {
             let text = if v.starts_with("SHA256:") {
                 v.clone()
             } else {
-                std::fs::read_to_string(v).map_err(|e| {
+                read_small_file(Path::new(v)).map_err(|e| {
                     DriverError::Config(format!(
                         "backend {}: reading pinned host key file {v}: {e}",
                         s.name
@@ -150,12 +194,13 @@ pub fn build_backend(
     observer: Option<Arc<dyn CommandObserver>>,
 ) -> Result<Backend> {
     let cfg_err = |what: String| DriverError::Config(format!("backend {}: {what}", s.name));
-    let private_key = std::fs::read_to_string(&s.key_file).map_err(|e| {
+    let private_key = read_small_file(&s.key_file).map_err(|e| {
         cfg_err(format!(
             "reading SSH private key {}: {e}",
             s.key_file.display()
         ))
     })?;
+    warn_if_exposed(&s.name, &s.key_file);
     let host_key = host_key_policy(s)?;
     let insecure = host_key == HostKeyPolicy::InsecureAcceptAny;
     let volume_path =
@@ -232,6 +277,16 @@ nvme_address = "10.0.1.2"
         assert_eq!(v[0].nvme_port, 4420);
         assert_eq!(v[0].volume_path, "/storage-pool/metal-csi");
         assert_eq!(v[0].read_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_config_file_read_stops_after_its_cap() {
+        let e = read_small_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("larger than 64 KiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("k");
+        std::fs::write(&f, "x".repeat(MAX_CONFIG_FILE as usize)).unwrap();
+        assert_eq!(read_small_file(&f).unwrap().len(), MAX_CONFIG_FILE as usize);
     }
 
     #[test]

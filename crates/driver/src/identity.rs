@@ -7,16 +7,19 @@ use csi::v1 as pb;
 use csi::v1::plugin_capability::service::Type as ServiceType;
 use csi::v1::plugin_capability::volume_expansion::Type as ExpansionType;
 use tonic::{Request, Response, Status};
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::backend::Backends;
+use crate::health::RdsHealth;
 
 pub struct IdentityService {
     name: String,
     version: String,
-    /// Present in controller mode: Probe is ready only when every RDS answers.
+    /// Present in controller mode.
     backends: Option<Arc<Backends>>,
-    probe_timeout: Duration,
+    /// RDS reachability, shared with `/readyz` and the metrics so that together they cost the
+    /// RDS at most one login per backend per freshness period.
+    health: Option<Arc<RdsHealth>>,
 }
 
 impl IdentityService {
@@ -26,41 +29,34 @@ impl IdentityService {
         backends: Option<Arc<Backends>>,
         probe_timeout: Duration,
     ) -> Self {
+        let health = backends
+            .as_ref()
+            .map(|b| RdsHealth::new(b.clone(), probe_timeout));
         IdentityService {
             name,
             version,
             backends,
-            probe_timeout,
+            health,
         }
     }
 
-    /// Pings every backend; returns the names and errors of those that did not answer.
+    /// The reachability checker Probe uses; hand it to the other health surfaces.
+    pub fn health(&self) -> Option<Arc<RdsHealth>> {
+        self.health.clone()
+    }
+
+    /// Backends that did not answer the latest check (run now unless a fresh result exists),
+    /// with why.
     pub async fn unreachable_backends(&self) -> Vec<(String, String)> {
-        let Some(backends) = &self.backends else {
+        let Some(health) = &self.health else {
             return vec![];
         };
-        let checks = backends.all().map(|b| {
-            let b = b.clone();
-            let limit = self.probe_timeout;
-            async move {
-                if b.insecure {
-                    warn!(backend = %b.name, target = %b.target, "SSH host key verification is DISABLED for this backend (--rds-insecure-skip-verify); anyone on the path can impersonate the RDS");
-                }
-                let r = tokio::time::timeout(limit, b.client.ping()).await;
-                match r {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some((b.name.clone(), e.to_string())),
-                    Err(_) => Some((b.name.clone(), format!("no answer within {limit:?}"))),
-                }
-            }
-        });
-        let mut out = Vec::new();
-        for c in checks {
-            if let Some(bad) = c.await {
-                out.push(bad);
-            }
-        }
-        out
+        health
+            .check()
+            .await
+            .unreachable()
+            .map(|(n, e)| (n.to_string(), e.to_string()))
+            .collect()
     }
 }
 
@@ -106,16 +102,23 @@ impl pb::identity_server::Identity for IdentityService {
         }))
     }
 
+    /// Ready whenever the process serves. RDS reachability is reported (logs, metrics,
+    /// `/readyz` detail) but never makes Probe fail: sidecars wait for ready before their first
+    /// call, and a controller restarted during an RDS outage must still serve what needs no RDS
+    /// (ControllerUnpublish above all). Probe never waits for the RDS either: it starts a check
+    /// in the background when the last one is stale and reports the last result.
     async fn probe(
         &self,
         _request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeResponse>, Status> {
-        let bad = self.unreachable_backends().await;
-        for (name, why) in &bad {
-            error!(backend = %name, error = %why, "probe: RDS not reachable");
+        if let Some(health) = &self.health {
+            health.refresh_in_background();
+            if let Some(report) = health.last() {
+                for (name, why) in report.unreachable() {
+                    warn!(backend = %name, error = %why, "probe: RDS not reachable (reported, not a reason to be unready)");
+                }
+            }
         }
-        Ok(Response::new(pb::ProbeResponse {
-            ready: Some(bad.is_empty()),
-        }))
+        Ok(Response::new(pb::ProbeResponse { ready: Some(true) }))
     }
 }

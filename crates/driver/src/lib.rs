@@ -12,6 +12,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod fencing;
+pub mod health;
 pub mod hotplug_guard;
 pub mod identity;
 pub mod kube;

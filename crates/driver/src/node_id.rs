@@ -18,8 +18,12 @@ use nvme::Nqn;
 use crate::error::{DriverError, Result};
 
 /// CSI: "The size of this field SHALL NOT exceed 256 bytes" (NodeGetInfoResponse.node_id).
-/// Kubernetes accepts 256 on CSINode too (192 before 1.23 unless the long-id gate was on).
+/// Kubernetes accepts 256 on CSINode since 1.23.
 pub const MAX_NODE_ID_LEN: usize = 256;
+
+/// What CSINode accepts in Kubernetes 1.14–1.21 (1.22: 192). A longer id is valid CSI and
+/// works on 1.23+, but node-driver-registrar cannot register it on older clusters.
+pub const OLD_KUBERNETES_NODE_ID_LEN: usize = 128;
 
 const SEPARATOR: char = '/';
 
@@ -87,6 +91,15 @@ impl NodeId {
                 name.len(),
                 host_nqn.as_str().len()
             )));
+        }
+        if id.len() > OLD_KUBERNETES_NODE_ID_LEN {
+            tracing::error!(
+                node_id_bytes = id.len(),
+                node_name_bytes = name.len(),
+                "the CSI node id is {} bytes: Kubernetes 1.21 and older refuse CSINode node ids over {OLD_KUBERNETES_NODE_ID_LEN} bytes (1.22: over 192), so node-driver-registrar cannot register this node there; on those versions keep node names to {} bytes, or run Kubernetes 1.23 or newer",
+                id.len(),
+                OLD_KUBERNETES_NODE_ID_LEN - 1 - host_nqn.as_str().len()
+            );
         }
         Ok(id)
     }

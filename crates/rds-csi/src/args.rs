@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// `:port`); empty disables it. The node plugin runs with hostNetwork, so this is a host port.
     #[arg(long, env = "RDS_CSI_METRICS_ADDRESS", default_value = "0.0.0.0:9809")]
     pub metrics_address: String,
+    /// Serve `/orphans` and the reasons in `/readyz` (RDS addresses, host-key fingerprints,
+    /// slots, file paths) to every peer of the HTTP endpoint; by default only loopback peers
+    /// (`kubectl port-forward`, `kubectl exec`) get them.
+    #[arg(long, env = "RDS_CSI_HTTP_EXPOSE_DETAILS")]
+    pub http_expose_details: bool,
     /// Append the audit trail (JSON lines, one per mutating operation or security event) to this
     /// file instead of writing it to stderr.
     #[arg(long, env = "RDS_CSI_AUDIT_LOG")]
@@ -344,9 +349,9 @@ pub struct SimArgs {
     /// Keep sparse backing files in this directory (default: sizes only, in memory).
     #[arg(long, env = "RDS_SIM_STORAGE_DIR")]
     pub storage_dir: Option<PathBuf>,
-    /// Pool capacity, e.g. `1Ti`, `500G`, or bytes.
-    #[arg(long, env = "RDS_SIM_CAPACITY", default_value = "1T")]
-    pub capacity: String,
+    /// Pool capacity, e.g. `1Ti`, `500G`, `512GiB`, or bytes (binary units).
+    #[arg(long, env = "RDS_SIM_CAPACITY", default_value = "1T", value_parser = parse_capacity)]
+    pub capacity: u64,
     /// Pool mount point name (first component of volume paths).
     #[arg(long, env = "RDS_SIM_POOL", default_value = "storage-pool")]
     pub pool: String,
@@ -411,6 +416,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     };
     Ok(d)
+}
+
+/// `--capacity`: what RouterOS accepts and prints (`500G`, `512GiB`, bytes) plus the
+/// Kubernetes-style `Ki`/`Mi`/`Gi`/`Ti` people type from habit, so the help's examples work.
+pub fn parse_capacity(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let routeros = match t.strip_suffix('i') {
+        Some(head) if head.ends_with(['K', 'M', 'G', 'T']) => format!("{t}B"),
+        _ => t.to_string(),
+    };
+    let bytes = routeros::size::parse_size(&routeros).map_err(|_| {
+        format!("{s:?} is not a size; use a number with an optional binary unit: 1Ti, 500G, 512GiB, 1073741824")
+    })?;
+    if bytes == 0 {
+        return Err("must be more than 0 bytes".into());
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -113,6 +113,8 @@ pub async fn run(a: GuardArgs) -> Result<(), String> {
         metrics,
         ready: Arc::new(|| Box::pin(async { Ok(()) })),
         orphans: None,
+        rds: None,
+        expose_details: false,
     };
     let http_server = http::start(&a.metrics_listen, endpoints, stop_rx.clone())
         .await

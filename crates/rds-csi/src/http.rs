@@ -1,6 +1,12 @@
 //! The process's HTTP side: `/metrics` for Prometheus, `/healthz` and `/readyz` for kubelet,
 //! `/orphans` (controller) for operators, and the client `rds-csi orphans` uses to read it.
 //!
+//! The port is reachable by whatever can reach the pod (the node plugin's is a host port), so
+//! by default it tells a remote peer only what a scraper or a kubelet needs: `/metrics`, and
+//! health as a status without detail. What names the RDS (addresses, key fingerprints, slots,
+//! file paths) is served to loopback peers only (`kubectl port-forward` and `kubectl exec`
+//! arrive from loopback) unless `--http-expose-details` opens it to everyone.
+//!
 //! Plain HTTP/1.1 on hyper, because three fixed paths do not need a framework. Every connection
 //! has a header-read deadline (a client that never finishes its request cannot pin a task), and
 //! shutdown waits a bounded time for in-flight requests, as the gRPC side does.
@@ -13,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::Backends;
+use driver::health::RdsHealth;
 use driver::metrics::{CONTENT_TYPE, Metrics};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -23,9 +29,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 /// A client must send its request headers within this.
@@ -36,9 +41,6 @@ const READY_LIMIT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// After a failed accept (out of file descriptors), wait before the next instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// A backend that answered a ping this recently counts as reachable without another ping, so
-/// frequent probes cost the RDS nothing.
-const READY_FRESH: Duration = Duration::from_secs(10);
 
 pub type ReadyFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -51,6 +53,10 @@ pub struct Endpoints {
     pub ready: ReadyCheck,
     /// The orphan reconciler's report, served on `/orphans` (controller only).
     pub orphans: Option<Arc<driver::orphans::OrphanReconciler>>,
+    /// RDS reachability, shown in `/readyz` (controller only); never makes it fail.
+    pub rds: Option<Arc<RdsHealth>>,
+    /// Serve detail (`/orphans`, reasons in `/readyz`) to every peer, not only loopback.
+    pub expose_details: bool,
 }
 
 /// A running HTTP endpoint.
@@ -110,7 +116,7 @@ pub async fn start(
                             .header_read_timeout(HEADER_TIMEOUT)
                             .serve_connection(
                                 TokioIo::new(stream),
-                                service_fn(move |req| handle(Arc::clone(&eps), req)),
+                                service_fn(move |req| handle(Arc::clone(&eps), req, peer)),
                             );
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {
@@ -157,16 +163,31 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Full<Bytes>> {
 async fn handle(
     eps: Arc<Endpoints>,
     req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let path = req.uri().path();
+    Ok(respond(&eps, req.method(), req.uri().path(), peer).await)
+}
+
+/// Whether this peer may see what names the RDS and the volumes.
+fn detail_allowed(eps: &Endpoints, peer: SocketAddr) -> bool {
+    eps.expose_details || peer.ip().to_canonical().is_loopback()
+}
+
+async fn respond(
+    eps: &Endpoints,
+    method: &Method,
+    path: &str,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/orphans");
     if !known {
-        return Ok(text(StatusCode::NOT_FOUND, "not found"));
+        return text(StatusCode::NOT_FOUND, "not found");
     }
-    if req.method() != Method::GET {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET"));
+    if method != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET");
     }
-    let resp = match path {
+    let detail = detail_allowed(eps, peer);
+    match path {
         "/metrics" => match eps.metrics.encode() {
             Ok(body) => reply(StatusCode::OK, CONTENT_TYPE, body),
             Err(e) => {
@@ -175,6 +196,10 @@ async fn handle(
             }
         },
         "/healthz" => text(StatusCode::OK, "ok"),
+        "/orphans" if !detail => text(
+            StatusCode::FORBIDDEN,
+            "/orphans is served to loopback only (kubectl port-forward or exec); --http-expose-details serves it to every peer",
+        ),
         "/orphans" => match &eps.orphans {
             Some(o) => {
                 let mut body = o.report_json();
@@ -186,16 +211,44 @@ async fn handle(
                 "no orphan reconciler in this process (only controller and all have one)",
             ),
         },
-        _ => match tokio::time::timeout(READY_LIMIT, (eps.ready)()).await {
-            Ok(Ok(())) => text(StatusCode::OK, "ready"),
-            Ok(Err(why)) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
-            Err(_) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: the readiness check did not finish within {READY_LIMIT:?}"),
-            ),
-        },
+        _ => readiness(eps, detail).await,
+    }
+}
+
+/// `/readyz`: 503 only when this process cannot serve CSI; RDS reachability is listed below
+/// the status (with reasons for peers allowed detail) and never turns it into 503, because
+/// what needs no RDS keeps working during an outage.
+async fn readiness(eps: &Endpoints, detail: bool) -> Response<Full<Bytes>> {
+    let own = match tokio::time::timeout(READY_LIMIT, (eps.ready)()).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "the readiness check did not finish within {READY_LIMIT:?}"
+        )),
     };
-    Ok(resp)
+    let mut lines = Vec::new();
+    if let Some(rds) = &eps.rds {
+        match tokio::time::timeout(READY_LIMIT, rds.check()).await {
+            Ok(report) => {
+                for b in &report.backends {
+                    lines.push(match (&b.error, detail) {
+                        (None, _) => format!("backend {}: reachable", b.name),
+                        (Some(e), true) => format!("backend {}: unreachable: {e}", b.name),
+                        (Some(_), false) => format!("backend {}: unreachable", b.name),
+                    });
+                }
+            }
+            Err(_) => lines.push(format!(
+                "RDS: the reachability check did not finish within {READY_LIMIT:?}"
+            )),
+        }
+    }
+    let (status, head) = match own {
+        Ok(()) => (StatusCode::OK, "ready".to_string()),
+        Err(why) if detail => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
+    };
+    lines.insert(0, head);
+    text(status, lines.join("\n"))
 }
 
 /// `GET <base>/orphans` and prints the body: a plain HTTP/1.1 exchange, since the endpoint is
@@ -243,49 +296,6 @@ async fn fetch(base: &str, path: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
-/// Controller readiness: every backend answered a ping within `limit`, now or in the last few
-/// seconds. Concurrent probes share one round of pings.
-pub fn backends_ready(backends: Arc<Backends>, limit: Duration) -> ReadyCheck {
-    let last_ok: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    Arc::new(move || {
-        let backends = Arc::clone(&backends);
-        let last_ok = Arc::clone(&last_ok);
-        Box::pin(async move {
-            let mut last = last_ok.lock().await;
-            if last.is_some_and(|t| t.elapsed() < READY_FRESH) {
-                return Ok(());
-            }
-            let mut pings = tokio::task::JoinSet::new();
-            for b in backends.all() {
-                let b = Arc::clone(b);
-                pings.spawn(async move {
-                    match tokio::time::timeout(limit, b.client.ping()).await {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(format!("backend {}: {e}", b.name)),
-                        Err(_) => Some(format!("backend {}: no answer within {limit:?}", b.name)),
-                    }
-                });
-            }
-            let mut bad = Vec::new();
-            while let Some(r) = pings.join_next().await {
-                match r {
-                    Ok(None) => {}
-                    Ok(Some(why)) => bad.push(why),
-                    Err(e) => bad.push(format!("ping task failed: {e}")),
-                }
-            }
-            if bad.is_empty() {
-                *last = Some(Instant::now());
-                Ok(())
-            } else {
-                *last = None;
-                bad.sort();
-                Err(bad.join("; "))
-            }
-        })
-    })
-}
-
 /// Node readiness until the node service reports its own: the CSI socket exists, so kubelet
 /// can reach the plugin.
 pub fn socket_ready(socket: PathBuf) -> ReadyCheck {
@@ -297,19 +307,6 @@ pub fn socket_ready(socket: PathBuf) -> ReadyCheck {
             } else {
                 Err(format!("CSI socket {} is not there yet", socket.display()))
             }
-        })
-    })
-}
-
-/// Ready when every check is; the first failure is the answer.
-pub fn all_ready(checks: Vec<ReadyCheck>) -> ReadyCheck {
-    Arc::new(move || {
-        let checks = checks.clone();
-        Box::pin(async move {
-            for check in checks {
-                check().await?;
-            }
-            Ok(())
         })
     })
 }
@@ -362,6 +359,8 @@ mod tests {
                 metrics: Metrics::new(),
                 ready: toggled(flag.clone()),
                 orphans: None,
+                rds: None,
+                expose_details: false,
             },
             stop_rx,
         )
@@ -400,8 +399,10 @@ mod tests {
         let (_stop, rx) = watch::channel(false);
         let eps = || Endpoints {
             metrics: Metrics::new(),
-            ready: all_ready(vec![]),
+            ready: Arc::new(|| Box::pin(async { Ok(()) })),
             orphans: None,
+            rds: None,
+            expose_details: false,
         };
         assert!(start("", eps(), rx.clone()).await.unwrap().is_none());
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -411,17 +412,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn readiness_combines_checks_and_names_the_missing_socket() {
+    async fn node_readiness_names_the_missing_socket() {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("csi.sock");
-        let up = Arc::new(AtomicBool::new(true));
-        let check = all_ready(vec![toggled(up.clone()), socket_ready(sock.clone())]);
+        let check = socket_ready(sock.clone());
         let err = check().await.unwrap_err();
         assert!(err.contains("csi.sock"), "{err}");
         std::fs::write(&sock, "").unwrap();
         assert_eq!(check().await, Ok(()));
-        up.store(false, Ordering::SeqCst);
-        assert!(check().await.is_err());
     }
 
     #[tokio::test]
@@ -429,8 +427,10 @@ mod tests {
         let (stop, rx) = watch::channel(false);
         let eps = Endpoints {
             metrics: Metrics::new(),
-            ready: all_ready(vec![]),
+            ready: Arc::new(|| Box::pin(async { Ok(()) })),
             orphans: None,
+            rds: None,
+            expose_details: false,
         };
         let server = start("127.0.0.1:0", eps, rx).await.unwrap().unwrap();
         let base = format!("http://{}", server.local_addr);
@@ -441,6 +441,51 @@ mod tests {
         assert!(fetch("https://x", "/orphans").await.is_err());
         stop.send(true).unwrap();
         server.join().await;
+    }
+
+    #[tokio::test]
+    async fn remote_peers_get_status_without_detail_unless_opened() {
+        let mut eps = Endpoints {
+            metrics: Metrics::new(),
+            ready: toggled(Arc::new(AtomicBool::new(false))),
+            orphans: None,
+            rds: None,
+            expose_details: false,
+        };
+        let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let body = |r: Response<Full<Bytes>>| async move {
+            use http_body_util::BodyExt;
+            let status = r.status().as_u16();
+            let bytes = r.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        };
+        for peer in [remote, mapped] {
+            let (code, text) = body(respond(&eps, &Method::GET, "/readyz", peer).await).await;
+            assert_eq!((code, text.as_str()), (503, "not ready\n"));
+            let (code, text) = body(respond(&eps, &Method::GET, "/orphans", peer).await).await;
+            assert_eq!(code, 403, "{text}");
+            assert!(text.contains("--http-expose-details"), "{text}");
+            assert_eq!(
+                body(respond(&eps, &Method::GET, "/metrics", peer).await)
+                    .await
+                    .0,
+                200
+            );
+        }
+        let (code, text) = body(respond(&eps, &Method::GET, "/readyz", local).await).await;
+        assert_eq!(code, 503);
+        assert!(text.contains("connection refused"), "{text}");
+        assert_eq!(
+            body(respond(&eps, &Method::GET, "/orphans", local).await)
+                .await
+                .0,
+            404
+        );
+        eps.expose_details = true;
+        let (_, text) = body(respond(&eps, &Method::GET, "/readyz", remote).await).await;
+        assert!(text.contains("connection refused"), "{text}");
     }
 
     #[test]

@@ -15,8 +15,12 @@ pub fn init(args: &LogArgs) {
         );
         EnvFilter::new("info")
     });
+    // Colour codes only for a person at a terminal; in a file or a log pipeline they are noise
+    // that breaks grep.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         // Security events (SSH host-key mismatch) also go to the audit trail.

@@ -26,7 +26,7 @@ use tracing::{error, info, warn};
 use crate::args::{
     AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, OrphanArgs, RdsArgs, ServeArgs,
 };
-use crate::http::{self, Endpoints, ReadyCheck};
+use crate::http::{self, Endpoints};
 use crate::shutdown;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,7 +42,7 @@ pub async fn controller(a: ControllerArgs) -> Result<(), String> {
     };
     let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
-        serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
+        serve_until_signal(&a.serve, services, metrics, Some(c.rds), Some(c.orphans)).await;
     background.stop().await;
     result
 }
@@ -83,7 +83,7 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
     };
     let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
-        serve_until_signal(&a.serve, services, metrics, Some(c.ready), Some(c.orphans)).await;
+        serve_until_signal(&a.serve, services, metrics, Some(c.rds), Some(c.orphans)).await;
     background.stop().await;
     result
 }
@@ -94,7 +94,7 @@ struct ControllerParts {
     controller: ControllerService,
     fencing: Arc<AttachmentManager>,
     orphans: Arc<OrphanReconciler>,
-    ready: ReadyCheck,
+    rds: Arc<driver::health::RdsHealth>,
     /// The election, when this replica must win a Lease before serving publish.
     ha: Option<Arc<HaGate>>,
 }
@@ -109,14 +109,17 @@ async fn controller_parts(
 ) -> Result<ControllerParts, String> {
     let ha = ha_gate(s, k, kube.clone())?;
     let backends = backends_from(r, metrics)?;
-    let ready = http::backends_ready(backends.clone(), r.probe_timeout);
-    check_reachable(&backends).await;
     let identity = IdentityService::new(
         s.driver_name.clone(),
         VERSION.into(),
         Some(backends.clone()),
         r.probe_timeout,
     );
+    let rds = identity
+        .health()
+        .ok_or("controller without an RDS health checker")?;
+    metrics.watch_health(rds.clone());
+    check_reachable(&backends, &rds).await;
     let orphans = Arc::new(orphan_reconciler(
         s,
         k,
@@ -133,7 +136,7 @@ async fn controller_parts(
         controller: ControllerService::new(backends, fencing.clone()),
         fencing,
         orphans,
-        ready,
+        rds,
         ha,
     })
 }
@@ -544,17 +547,17 @@ async fn serve_until_signal(
     s: &ServeArgs,
     services: Services,
     metrics: Arc<Metrics>,
-    ready: Option<ReadyCheck>,
+    rds: Option<Arc<driver::health::RdsHealth>>,
     orphans: Option<Arc<OrphanReconciler>>,
 ) -> Result<(), String> {
     let socket = socket_path(&s.endpoint)?;
     info!(version = VERSION, driver = %s.driver_name, "rds-csi starting");
-    let mut checks = vec![http::socket_ready(socket.clone())];
-    checks.extend(ready);
     let endpoints = Endpoints {
         metrics,
-        ready: http::all_ready(checks),
+        ready: http::socket_ready(socket.clone()),
         orphans,
+        rds,
+        expose_details: s.http_expose_details,
     };
     let (stop_http, stop_rx) = tokio::sync::watch::channel(false);
     // A taken port must not take storage down with it; the liveness probe reports it instead.
@@ -630,18 +633,24 @@ pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, St
     Ok(backends)
 }
 
-/// Connects to every backend once at start. A failure is logged, not fatal: Probe reports the
-/// controller not ready until the RDS answers, instead of a crash loop that hides the cause.
-async fn check_reachable(backends: &Backends) {
+/// Checks every backend once at start (the health checker's first result, so metrics and
+/// `/readyz` have one at once). A failure is logged, not fatal: the controller serves what needs
+/// no RDS and the rest fails with UNAVAILABLE until it answers, instead of a crash loop that
+/// hides the cause.
+async fn check_reachable(backends: &Backends, health: &Arc<driver::health::RdsHealth>) {
+    let report = health.check().await;
     for b in backends.all() {
         if b.insecure {
             warn!(backend = %b.name, target = %b.target, "SSH host key verification is DISABLED (--rds-insecure-skip-verify)");
         }
-        match b.client.ping().await {
-            Ok(()) => info!(backend = %b.name, target = %b.target, "RDS reachable"),
-            Err(e) => {
-                error!(backend = %b.name, target = %b.target, error = %e, "RDS not reachable at start; Probe will report not ready until it is")
+        match report.backends.iter().find(|h| h.name == b.name) {
+            Some(h) if h.error.is_none() => {
+                info!(backend = %b.name, target = %b.target, "RDS reachable")
             }
+            Some(h) => {
+                error!(backend = %b.name, target = %b.target, error = h.error.as_deref().unwrap_or_default(), "RDS not reachable at start; serving anyway (Probe stays ready, operations that need the RDS answer UNAVAILABLE until it does)")
+            }
+            None => {}
         }
     }
 }

@@ -27,8 +27,7 @@ pub async fn run(a: SimArgs) -> Result<(), String> {
             a.authorized_keys.display()
         ));
     }
-    let capacity_bytes = routeros::size::parse_size(&a.capacity)
-        .map_err(|e| format!("--capacity {:?}: {e}", a.capacity))?;
+    let capacity_bytes = a.capacity;
     let storage = match &a.storage_dir {
         Some(d) => rds_sim::Storage::Dir(d.clone()),
         None => rds_sim::Storage::Memory,

@@ -23,7 +23,7 @@ pub use fencing::FencingCollector;
 pub use node::{NodeEventMetrics, NvmeCollector};
 pub use routeros::RouterOsMetrics;
 pub use rpc::{RpcMetrics, code_name};
-pub use ssh::SshCollector;
+pub use ssh::{HealthCollector, SshCollector};
 
 use crate::backend::Backends;
 use crate::error::DriverError;
@@ -103,6 +103,11 @@ impl Metrics {
     /// Exports the SSH connection state of these backends, read on every scrape.
     pub fn watch_backends(&self, backends: Arc<Backends>) {
         self.register_collector(Box::new(SshCollector::new(backends)));
+    }
+
+    /// Exports the RDS health checker's last result and how many checks it ran.
+    pub fn watch_health(&self, health: Arc<crate::health::RdsHealth>) {
+        self.register_collector(Box::new(HealthCollector::new(health)));
     }
 
     /// Exports the attachment manager's fencing stats, read on every scrape.

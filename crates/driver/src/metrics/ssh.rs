@@ -81,3 +81,47 @@ impl Collector for SshCollector {
         )
     }
 }
+
+/// `rds_csi_rds_reachable` and `rds_csi_rds_health_checks`: the health checker's last result,
+/// read on each scrape (a scrape never triggers a check).
+pub struct HealthCollector {
+    health: Arc<crate::health::RdsHealth>,
+}
+
+impl HealthCollector {
+    pub fn new(health: Arc<crate::health::RdsHealth>) -> Self {
+        HealthCollector { health }
+    }
+}
+
+impl fmt::Debug for HealthCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HealthCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        {
+            let mut family = encoder.encode_descriptor(
+                "rds_reachable",
+                "1 when the backend answered the latest health check, 0 when it did not",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for b in self.health.last().map(|r| r.backends).unwrap_or_default() {
+                let labels = [("backend", b.name.as_str())];
+                ConstGauge::new(i64::from(b.error.is_none()))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let checks = ConstCounter::new(self.health.checks());
+        let metric = encoder.encode_descriptor(
+            "rds_health_checks",
+            "Health checks run (each pinged every backend once); at most one per freshness period",
+            None,
+            checks.metric_type(),
+        )?;
+        checks.encode(metric)
+    }
+}
