@@ -1,6 +1,6 @@
 //! The hotplug guard's HTTPS endpoint in process, over real TLS on loopback: routing, the body
-//! limit, error answers, and a certificate renewed on disk being served on the next handshake
-//! without a restart.
+//! limit, error answers, a certificate renewed on disk being served on the next handshake
+//! without a restart, and idle connections that cannot lock out a review.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -194,4 +194,82 @@ async fn the_endpoint_routes_limits_and_reloads_its_certificate() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the kept-alive connection was closed");
+}
+
+/// An attacker holding 300 idle connections (200 that never start TLS, 100 that finish the
+/// handshake and send nothing) does not keep a review out: each newer connection displaces the
+/// oldest idle one, so the reviewer's connection gets a slot and is answered.
+#[tokio::test]
+async fn idle_connections_from_one_peer_do_not_lock_out_a_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_der = write_pair(dir.path());
+    let metrics = GuardMetrics::default();
+    let cert = Arc::new(
+        ReloadingCert::new(
+            &dir.path().join("tls.crt"),
+            &dir.path().join("tls.key"),
+            metrics.clone(),
+        )
+        .unwrap(),
+    );
+    let tls = Arc::new(cert.server_config().unwrap());
+    let guard = Arc::new(Guard::new(
+        Arc::new(NoCluster),
+        metrics,
+        GuardSettings {
+            handoff_timeout: Duration::from_secs(60),
+            lookup_deadline: Duration::from_secs(1),
+        },
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server::serve(listener, tls, guard, stop_rx));
+
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der.clone()).unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut idle_tls = Vec::new();
+    for _ in 0..100 {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // A displaced connection fails its handshake; the attacker just keeps going.
+        if let Ok(s) = TlsConnector::from(Arc::clone(&config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+        {
+            idle_tls.push(s);
+        }
+    }
+
+    let review = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "legit", "operation": "DELETE", "kind": {"kind": "Pod"},
+                    "oldObject": {"metadata": {"name": "web-1"}}}
+    }))
+    .unwrap();
+    let (status, body) = request(port, &cert_der, "POST /validate HTTP/1.1", &review)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["response"]["uid"], "legit");
+
+    drop((idle, idle_tls));
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod objects;
 pub mod rules;
 pub mod server;
+pub mod slots;
 pub mod tls;
 
 use std::sync::Arc;

@@ -1,10 +1,10 @@
 //! The webhook's HTTPS endpoint: `POST /validate` over HTTP/1.1 on rustls.
 //!
 //! Bounded everywhere, because the port is reachable from the cluster network: the TLS
-//! handshake and the request headers each have a deadline, the body is capped and must arrive
-//! within a deadline, and at most [`MAX_CONNECTIONS`] connections are served at once (more are
-//! closed at accept). The API server keeps its connections open, so these limits never bind in
-//! normal operation.
+//! handshake and the request headers each have a short deadline, the body is capped and must
+//! arrive within a deadline, and connection slots are handed out by [`Slots`]: idle
+//! connections cannot starve the API server (a newer connection displaces the oldest one that
+//! has not sent a request, and one peer cannot take the slots other peers need).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,18 +18,20 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::Guard;
+use super::slots::{Slot, Slots};
 
 pub const PATH: &str = "/validate";
 /// AdmissionReviews of a pod are a few KiB; the API server caps objects at 3 MiB.
 pub const MAX_BODY: usize = 3 * 1024 * 1024 + 64 * 1024;
-pub const MAX_CONNECTIONS: usize = 256;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::slots::{MAX_CONNECTIONS, MAX_PER_PEER, MAX_UNPROVEN};
+/// The API server completes a handshake in milliseconds; an idle one ends well before this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest a connection is kept; then it is closed gracefully and the client reconnects.
@@ -45,23 +47,26 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new();
     let local = listener.local_addr().ok();
     info!(address = ?local, path = PATH, "hotplug guard serving");
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        warn!(%peer, "too many open webhook connections; closing this one");
+                    let Some(slot) = slots.admit(peer.ip()) else {
+                        warn!(%peer, "every webhook connection slot is serving a request; closing this one");
                         continue;
                     };
                     let acceptor = acceptor.clone();
                     let guard = Arc::clone(&guard);
                     let stop = shutdown.clone();
                     tokio::spawn(async move {
-                        let _slot = slot;
-                        connection(acceptor, stream, peer, guard, stop).await;
+                        let slot = Arc::new(slot);
+                        tokio::select! {
+                            _ = connection(acceptor, stream, peer, guard, stop, Arc::clone(&slot)) => {}
+                            _ = slot.displaced() => debug!(%peer, "idle webhook connection displaced by a newer one"),
+                        }
                     });
                 }
                 Err(e) => {
@@ -73,13 +78,13 @@ pub async fn serve(
         }
     }
     drop(listener);
-    // Every connection task holds a slot until it ends; all slots back means all are closed.
-    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
-    let drained = tokio::time::timeout(
-        SHUTDOWN_GRACE + Duration::from_secs(1),
-        slots.acquire_many(all),
-    );
-    if !matches!(drained.await, Ok(Ok(_))) {
+    // Every connection task holds a slot until it ends; no slot held means all are closed.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), async {
+        while slots.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    if drained.await.is_err() {
         warn!("webhook connections still open after the shutdown grace; closing them");
     }
     info!(address = ?local, "hotplug guard stopped");
@@ -95,6 +100,7 @@ async fn connection(
     peer: SocketAddr,
     guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
+    slot: Arc<Slot>,
 ) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
@@ -112,7 +118,10 @@ async fn connection(
         .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(
             TokioIo::new(tls),
-            service_fn(move |req| handle(Arc::clone(&guard), peer, req)),
+            service_fn(move |req| {
+                slot.proven();
+                handle(Arc::clone(&guard), peer, req)
+            }),
         );
     let mut conn = std::pin::pin!(conn);
     let ended = tokio::select! {
