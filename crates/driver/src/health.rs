@@ -48,6 +48,9 @@ impl Report {
     }
 }
 
+/// Told when a backend becomes unreachable (`Some(reason)`) or reachable again (`None`).
+pub type ChangeObserver = Arc<dyn Fn(&str, Option<&str>) + Send + Sync>;
+
 /// Coalesced, rate-limited reachability checks of every configured backend.
 pub struct RdsHealth {
     backends: Arc<Backends>,
@@ -58,6 +61,7 @@ pub struct RdsHealth {
     turn: tokio::sync::Mutex<()>,
     last: Mutex<Option<Report>>,
     checks: AtomicU64,
+    observer: Mutex<Option<ChangeObserver>>,
 }
 
 impl RdsHealth {
@@ -77,7 +81,14 @@ impl RdsHealth {
             turn: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
             checks: AtomicU64::new(0),
+            observer: Mutex::new(None),
         })
+    }
+
+    /// Installs the observer of reachability changes (Kubernetes events); the first check's
+    /// unreachable backends count as changes.
+    pub fn set_observer(&self, observer: ChangeObserver) {
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
     /// The last result, however old (`None` before the first check finished).
@@ -137,6 +148,7 @@ impl RdsHealth {
     }
 
     fn record(&self, report: Report) {
+        let mut changes = Vec::new();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         for b in &report.backends {
             let before = last
@@ -144,14 +156,29 @@ impl RdsHealth {
                 .and_then(|r| r.backends.iter().find(|o| o.name == b.name))
                 .map(|o| o.error.is_none());
             match (&b.error, before) {
-                (None, Some(false)) => info!(backend = %b.name, "RDS reachable again"),
+                (None, Some(false)) => {
+                    info!(backend = %b.name, "RDS reachable again");
+                    changes.push((b.name.clone(), None));
+                }
                 (Some(e), Some(true) | None) => {
-                    warn!(backend = %b.name, error = %e, "RDS not reachable; operations that need it fail until it answers, the rest go on")
+                    warn!(backend = %b.name, error = %e, "RDS not reachable; operations that need it fail until it answers, the rest go on");
+                    changes.push((b.name.clone(), Some(e.clone())));
                 }
                 _ => {}
             }
         }
         *last = Some(report);
+        drop(last);
+        let observer = self
+            .observer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(observer) = observer {
+            for (name, error) in &changes {
+                observer(name, error.as_deref());
+            }
+        }
     }
 
     async fn ping_all(&self) -> Report {

@@ -119,6 +119,9 @@ async fn controller_parts(
         .health()
         .ok_or("controller without an RDS health checker")?;
     metrics.watch_health(rds.clone());
+    if let Some(client) = kube.clone() {
+        report_reachability_as_events(&rds, client, k.kube_timeout);
+    }
     check_reachable(&backends, &rds).await;
     let orphans = Arc::new(orphan_reconciler(
         s,
@@ -631,6 +634,47 @@ pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, St
     let backends = Backends::new(&r.backend_name, built).map(Arc::new)?;
     metrics.watch_backends(backends.clone());
     Ok(backends)
+}
+
+/// Posts a Warning event on the controller's own Pod when a backend becomes unreachable and a
+/// Normal one when it is back, so `kubectl describe pod` shows an outage that no longer makes
+/// the pod unready. Needs the Pod's name and namespace from the downward API (`POD_NAME`,
+/// `POD_NAMESPACE`, as the manifests set them); without them the log and the metrics say it.
+fn report_reachability_as_events(
+    rds: &driver::health::RdsHealth,
+    client: ::kube::Client,
+    timeout: Duration,
+) {
+    let (Ok(pod), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE"))
+    else {
+        info!("POD_NAME/POD_NAMESPACE not set: RDS reachability changes are not posted as events");
+        return;
+    };
+    let recorder =
+        Arc::new(EventRecorder::new(client, component::CONTROLLER).with_timeout(timeout));
+    rds.set_observer(Arc::new(move |backend: &str, error: Option<&str>| {
+        let event = match error {
+            Some(e) => driver::fencing::cluster::VolumeEvent {
+                pv_name: None,
+                pvc: None,
+                kind: driver::fencing::cluster::EventKind::Warning,
+                reason: "RDSUnreachable".into(),
+                message: format!(
+                    "backend {backend} does not answer: {}; operations that need it fail until it does, detaches go on",
+                    driver::rpc::clip(e, 512)
+                ),
+            },
+            None => driver::fencing::cluster::VolumeEvent {
+                pv_name: None,
+                pvc: None,
+                kind: driver::fencing::cluster::EventKind::Normal,
+                reason: "RDSReachable".into(),
+                message: format!("backend {backend} answers again"),
+            },
+        };
+        let (recorder, pod, namespace) = (recorder.clone(), pod.clone(), namespace.clone());
+        tokio::spawn(async move { recorder.post_on_pod(&namespace, &pod, &event).await });
+    }));
 }
 
 /// Checks every backend once at start (the health checker's first result, so metrics and

@@ -1,6 +1,7 @@
 //! The controller binary wired to a real kube-apiserver (started by `scripts/test-kube`):
 //! attachment fences land in PV annotations, conflicts are refused with an event on the PVC,
-//! and a controller killed with SIGKILL comes back with the fences rebuilt.
+//! a controller killed with SIGKILL comes back with the fences rebuilt, and an unreachable RDS
+//! is a Warning event on the controller's Pod.
 //! Objects are made with `kubectl` as the sidecars and kube-controller-manager would make them.
 
 #![allow(clippy::unwrap_used)]
@@ -192,4 +193,108 @@ fn controller_binary_fences_through_the_kubernetes_api_and_survives_sigkill() {
     assert!(ok, "a detached volume is free: {out}");
     assert_eq!(attached_node(&admin, &pv), n2);
     drop(ctl);
+}
+
+/// A controller started while its RDS is unreachable serves (Probe ready, ControllerUnpublish
+/// works) and says why on its own Pod: a Warning event `RDSUnreachable` naming the backend.
+#[test]
+fn an_unreachable_rds_is_a_warning_event_on_the_controller_pod() {
+    let Some((admin, controller_kc)) = kubeconfigs() else {
+        return;
+    };
+    let (ok, out) = kubectl(
+        &admin,
+        &[
+            "apply",
+            "-k",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubernetes/rbac"),
+        ],
+        None,
+    );
+    assert!(ok, "applying the RBAC manifests: {out}");
+    let suffix = format!("{:08x}", rand_suffix());
+    let ns = format!("ev-{suffix}");
+    apply(
+        &admin,
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    );
+    let pod = format!("rds-csi-controller-{suffix}");
+    let dir = tempfile::tempdir().unwrap();
+    let (private_key, _) = rds_sim::generate_client_key().unwrap();
+    std::fs::write(dir.path().join("id"), private_key).unwrap();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let socket = dir.path().join("csi.sock");
+    let _ctl = Proc(
+        Command::new(BIN)
+            .args([
+                "controller",
+                "--metrics-address",
+                "",
+                "--leader-election=false",
+            ])
+            .args(["--driver-name", &format!("ev-{suffix}.csi.test")])
+            .args(["--kubeconfig", &controller_kc, "--endpoint"])
+            .arg(&socket)
+            .args([
+                "--rds-address",
+                "127.0.0.1",
+                "--rds-port",
+                &nobody.to_string(),
+            ])
+            .args([
+                "--rds-host-key",
+                "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ])
+            .args(["--rds-connect-timeout", "2s", "--probe-timeout", "2s"])
+            .arg("--rds-key-file")
+            .arg(dir.path().join("id"))
+            .env("POD_NAME", &pod)
+            .env("POD_NAMESPACE", &ns)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !csi(&socket, &["probe"]).0 {
+        assert!(Instant::now() < deadline, "controller never served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, out) = csi(
+        &socket,
+        &["unpublish", "default:pvc-unreachable", "--node", "worker-1"],
+    );
+    assert!(ok, "{out}");
+    let selector =
+        format!("involvedObject.kind=Pod,involvedObject.name={pod},reason=RDSUnreachable");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = kubectl(
+            &admin,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "events",
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[*].type} {.items[*].message}",
+            ],
+            None,
+        );
+        assert!(ok, "{out}");
+        if out.starts_with("Warning ") {
+            assert!(out.contains("backend default does not answer"), "{out}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RDSUnreachable event: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ::kube::Api;
 use ::kube::api::{Patch, PatchParams, PostParams};
 use k8s_openapi::api::core::v1::{
-    Event, EventSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    Event, EventSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -113,6 +113,34 @@ impl EventRecorder {
                 error = %e,
                 "could not post Kubernetes event"
             );
+        }
+    }
+
+    /// Posts an event about the process itself (RDS reachability) on its own Pod. Never fails:
+    /// the Pod's uid is looked up when RBAC allows it, and the event is posted either way.
+    pub async fn post_on_pod(&self, namespace: &str, name: &str, event: &VolumeEvent) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let uid = match bounded(
+            "reading the pod for an event",
+            self.timeout,
+            api.get_opt(name),
+        )
+        .await
+        {
+            Ok(pod) => pod.and_then(|p| p.metadata.uid),
+            Err(e) => {
+                debug!(%namespace, pod = %name, error = %e, "could not read the pod for its uid");
+                None
+            }
+        };
+        let target = Target {
+            namespace: namespace.to_string(),
+            kind: "Pod",
+            name: name.to_string(),
+            uid,
+        };
+        if let Err(e) = self.post_on(&target, event).await {
+            warn!(reason = %event.reason, %namespace, pod = %name, error = %e, "could not post Kubernetes event");
         }
     }
 
@@ -247,8 +275,7 @@ impl EventRecorder {
                 api_version: Some("v1".into()),
                 kind: Some(target.kind.into()),
                 name: Some(target.name.clone()),
-                namespace: (target.kind == "PersistentVolumeClaim")
-                    .then(|| target.namespace.clone()),
+                namespace: (target.kind != "PersistentVolume").then(|| target.namespace.clone()),
                 uid: target.uid.clone(),
                 ..ObjectReference::default()
             },
