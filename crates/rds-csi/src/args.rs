@@ -258,6 +258,10 @@ pub struct NodeOnlyArgs {
     /// to recover after a reconnect or a restart); must be a hostPath that survives restarts.
     #[arg(long, env = "RDS_CSI_STATE_DIR", default_value = "/var/lib/rds-csi")]
     pub state_dir: PathBuf,
+    /// kubelet's root directory: staging and target paths outside it are refused, and no path
+    /// below it is resolved through a symlink.
+    #[arg(long, env = "RDS_CSI_KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
     /// How NVMe/TCP connections are made: `fabrics` writes /dev/nvme-fabrics directly,
     /// `nvme-cli` runs `nvme connect`.
     #[arg(long, env = "RDS_CSI_NVME_CONNECT_METHOD", default_value = "fabrics", value_parser = ["fabrics", "nvme-cli"])]

@@ -486,6 +486,7 @@ fn node_service(
     cfg.max_volumes = n.max_volumes_per_node;
     cfg.managed_prefix = n.managed_nqn_prefix.clone();
     cfg.state_dir = n.state_dir.clone();
+    cfg.kubelet_dir = n.kubelet_dir.clone();
     cfg.connect_method = match n.nvme_connect_method.as_str() {
         "nvme-cli" => driver::node::ConnectMethod::NvmeCli {
             program: n.nvme_cli.clone(),
