@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// CSI driver name reported by GetPluginInfo (must match the CSIDriver object).
     #[arg(long, env = "CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
     pub driver_name: String,
+    /// Numeric group id that may also connect to the CSI socket (mode 0660 instead of 0600),
+    /// for sidecars running under another user.
+    #[arg(long, env = "CSI_SOCKET_GROUP")]
+    pub csi_socket_group: Option<u32>,
     /// How long in-flight RPCs may take to finish after SIGTERM/SIGINT before the process exits.
     #[arg(long, env = "RDS_CSI_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -17,7 +17,7 @@ use driver::kube::{
 };
 use driver::metrics::Metrics;
 use driver::orphans::{OrphanConfig, OrphanReconciler};
-use driver::server::{Services, serve};
+use driver::server::{Services, serve_with};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -565,9 +565,17 @@ async fn serve_until_signal(
             error!(error = %e, "no /metrics, /healthz or /readyz; serving CSI without them");
             None
         });
-    let result = serve(&socket, services, shutdown::signal(s.shutdown_timeout))
-        .await
-        .map_err(|e| e.to_string());
+    let access = csi::uds::SocketAccess {
+        group: s.csi_socket_group,
+    };
+    let result = serve_with(
+        &socket,
+        access,
+        services,
+        shutdown::signal(s.shutdown_timeout),
+    )
+    .await
+    .map_err(|e| e.to_string());
     let _ = stop_http.send(true);
     if let Some(h) = http_server {
         h.join().await;
