@@ -401,3 +401,30 @@ async fn the_volume_lock_serialises_one_volume_while_a_stuck_one_does_not_stop_a
         "{on_a:#?}"
     );
 }
+
+#[tokio::test]
+async fn unpublish_never_unmounts_another_volumes_mount() {
+    let e = Env::new();
+    e.stage(VOL, NQN, fs_cap("ext4", &[])).await.unwrap();
+    // Another driver's (or the host's) mount below the kubelet dir, named with our volume id.
+    let other = e.path("kubelet/pods/uid-9/volumes/kubernetes.io~nfs/share");
+    fs::create_dir_all(&other).unwrap();
+    e.kernel.sys.add_mount(
+        "/dev/sdb1",
+        DevNum {
+            major: 8,
+            minor: 17,
+        },
+        &other,
+        "ext4",
+    );
+    assert_rule(e.unpublish(VOL, &other).await, "not volume");
+    assert!(calls_on(&e, &other).is_empty(), "{:#?}", e.calls());
+    // This volume's own publish mount still comes off.
+    let t = e.target("p1");
+    e.publish(VOL, &t, fs_cap("ext4", &[]), false)
+        .await
+        .unwrap();
+    e.unpublish(VOL, &t).await.unwrap();
+    assert_eq!(calls_on(&e, &t).last().map(Call::op), Some("unmount"));
+}

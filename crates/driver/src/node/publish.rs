@@ -174,7 +174,9 @@ impl Inner {
             .mount_table()
             .await
             .map_err(|e| mount_err("reading the mount table", e))?;
-        if table.is_mount_point(&target) {
+        if let Some(top) = table.top_mount_at(&target) {
+            self.ensure_our_mount(volume_id, &target, top.dev, &table)
+                .await?;
             self.mounter
                 .unmount(&target, false)
                 .await
@@ -217,6 +219,46 @@ impl Inner {
 }
 
 impl Inner {
+    /// A mount at a target is unmounted only when it is this volume's: recorded by publish, or
+    /// of the device of the volume's staging mount or NQN. Another driver's or the host's mount
+    /// below the kubelet directory is never this RPC's to remove.
+    async fn ensure_our_mount(
+        &self,
+        volume_id: &str,
+        target: &Path,
+        dev: DevNum,
+        table: &mount::MountTable,
+    ) -> Result<()> {
+        let record = self.state.get(volume_id);
+        if let Some(r) = &record {
+            if r.published.contains_key(target) {
+                return Ok(());
+            }
+            if table
+                .top_mount_at(&r.staging_path)
+                .is_some_and(|m| m.dev == dev)
+            {
+                return Ok(());
+            }
+        }
+        let nqn = match &record {
+            Some(r) => r.nqn()?,
+            None => context::nqn_of_volume(volume_id)?,
+        };
+        let current = self
+            .initiator
+            .resolve_verified(&nqn)
+            .await
+            .map_err(|e| nvme_err(&format!("resolving {nqn}"), e))?;
+        if current.as_ref().and_then(super::stage::devnum) == Some(dev) {
+            return Ok(());
+        }
+        Err(DriverError::InvalidArgument(format!(
+            "target_path {} is a mount of device {dev}, which is not volume {volume_id}'s; NodeUnpublishVolume unmounts only this volume's own publish mounts",
+            target.display()
+        )))
+    }
+
     /// Unpublish removes only what publish makes: a directory (removed only when empty), the
     /// device node of this volume, or the empty placeholder file a CO creates for a block
     /// target. Anything else at a target (a file with content, another device's node) was not
