@@ -73,6 +73,7 @@ cat > /usr/bin/start-driver <<'EOF'
 rm -f /run/csi/csi.sock
 RDS_CSI_LOG=${RDS_CSI_DRIVER_LOG:-info,driver=debug,nvme=debug,mount=debug} RDS_CSI_LOG_FORMAT=json \
 rds-csi all --no-kubernetes --endpoint unix:///run/csi/csi.sock --node-id vm-node \
+    --kubelet-dir /run/kubelet \
     --rds-address 127.0.0.1 --rds-port 2222 --rds-user admin \
     --rds-key-file /etc/rds/id_ed25519 --rds-host-key /etc/rds/host_key.pub \
     --nvme-address 127.0.0.1 --nvme-port 4420 >> /var/log/driver.log 2>&1 &

@@ -44,27 +44,115 @@ pub fn parse_endpoint(endpoint: &str) -> Result<PathBuf, Error> {
     Ok(PathBuf::from(path))
 }
 
-/// Binds a listening socket at `path` for `tonic::transport::Server::serve_with_incoming`.
+/// Who may connect to a CSI socket besides its owner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketAccess {
+    /// `None`: mode 0600, only the owner (root on a node) may connect. `Some(gid)`: mode 0660
+    /// and owned by that group, for sidecars that run under another user.
+    pub group: Option<u32>,
+}
+
+impl SocketAccess {
+    pub fn mode(&self) -> u32 {
+        if self.group.is_some() { 0o660 } else { 0o600 }
+    }
+}
+
+/// Binds a listening socket at `path` (mode 0600) for
+/// `tonic::transport::Server::serve_with_incoming`. See [`bind_with`].
+pub fn bind(path: &Path) -> Result<UnixListenerStream, Error> {
+    bind_with(path, SocketAccess::default())
+}
+
+/// Binds a listening socket at `path` whose mode and group never depend on the process umask:
+/// anyone who can connect can call every RPC, so the socket must not be reachable, not even
+/// for a moment, before its mode is set. It is bound and listening inside a fresh 0700
+/// directory next to `path`, given its final mode there, and only then renamed into place.
 ///
 /// A socket file left behind by a previous (crashed) process is removed
 /// first, otherwise bind fails with "address in use" forever. Anything
 /// else at that path (regular file, directory) is a configuration mistake
 /// and is refused rather than deleted.
-pub fn bind(path: &Path) -> Result<UnixListenerStream, Error> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-            action: "creating socket directory",
-            path: parent.to_path_buf(),
+pub fn bind_with(path: &Path, access: SocketAccess) -> Result<UnixListenerStream, Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+    let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                action: "creating socket directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+            parent.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    remove_stale_socket(path)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "csi.sock".into(), |n| n.to_string_lossy().into_owned());
+    let private = parent.join(format!(".{name}.binding"));
+    remove_stale_private_dir(&private)?;
+    // The umask can only take bits away from 0700.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|source| Error::Io {
+            action: "creating private socket directory",
+            path: private.clone(),
             source,
         })?;
+    let staged = private.join("s");
+    let result = (|| {
+        let io = |action: &'static str, p: &Path| {
+            let p = p.to_path_buf();
+            move |source| Error::Io {
+                action,
+                path: p,
+                source,
+            }
+        };
+        let listener = std::os::unix::net::UnixListener::bind(&staged)
+            .map_err(io("binding unix socket", &staged))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io("binding unix socket", &staged))?;
+        if let Some(gid) = access.group {
+            std::os::unix::fs::chown(&staged, None, Some(gid))
+                .map_err(io("setting the group of unix socket", &staged))?;
+        }
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(access.mode()))
+            .map_err(io("setting the mode of unix socket", &staged))?;
+        std::fs::rename(&staged, path).map_err(io("moving unix socket into place", path))?;
+        UnixListener::from_std(listener).map_err(io("binding unix socket", path))
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    Ok(UnixListenerStream::new(result?))
+}
+
+/// The private directory of a bind that crashed half-way: only ever our own socket inside.
+fn remove_stale_private_dir(private: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(private) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io {
+            action: "inspecting private socket directory",
+            path: private.to_path_buf(),
+            source,
+        }),
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_file(private.join("s"));
+            std::fs::remove_dir(private).map_err(|source| Error::Io {
+                action: "removing stale private socket directory",
+                path: private.to_path_buf(),
+                source,
+            })
+        }
+        Ok(_) => Err(Error::NotASocket {
+            path: private.to_path_buf(),
+            kind: "not a directory where the driver binds its socket",
+        }),
     }
-    remove_stale_socket(path)?;
-    let listener = UnixListener::bind(path).map_err(|source| Error::Io {
-        action: "binding unix socket",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(UnixListenerStream::new(listener))
 }
 
 fn remove_stale_socket(path: &Path) -> Result<(), Error> {

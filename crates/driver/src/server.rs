@@ -21,13 +21,31 @@ pub struct Services {
     pub node: Option<NodeService>,
 }
 
-/// Serves until `shutdown` completes (every request checked against [`crate::bounds`] first), then drains in-flight RPCs and removes the socket file.
+/// Serves until `shutdown` completes (every request checked against [`crate::bounds`] first),
+/// then drains in-flight RPCs and removes the socket file. The socket is mode 0600: only its
+/// owner may call.
 pub async fn serve(
     socket: &Path,
     services: Services,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let incoming = csi::uds::bind(socket)
+    serve_with(
+        socket,
+        csi::uds::SocketAccess::default(),
+        services,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with the socket's group access chosen by the operator.
+pub async fn serve_with(
+    socket: &Path,
+    access: csi::uds::SocketAccess,
+    services: Services,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let incoming = csi::uds::bind_with(socket, access)
         .map_err(|e| DriverError::Config(format!("cannot listen on {}: {e}", socket.display())))?;
     info!(socket = %socket.display(), controller = services.controller.is_some(), node = services.node.is_some(), "serving CSI");
     let identity = IdentityServer::new(Bounded(services.identity))

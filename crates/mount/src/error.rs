@@ -39,6 +39,15 @@ pub enum Error {
         deadline: Duration,
     },
 
+    /// A kernel call was not started: an earlier one on the same path is still stuck, or too
+    /// many are (see `kcall`). Nothing was changed.
+    #[error("{op} {path} not started: {cause}")]
+    NotStarted {
+        op: &'static str,
+        path: PathBuf,
+        cause: kcall::CallError,
+    },
+
     /// A user-supplied mount option was refused by the policy.
     #[error("mount option {option:?} rejected: {reason}; allowed options: {allowed}")]
     MountOption {

@@ -54,6 +54,17 @@ impl Call {
             Call::Statvfs { .. } => "statvfs",
         }
     }
+
+    /// The path the call acts on (the target of a mount).
+    pub fn path(&self) -> &Path {
+        match self {
+            Call::Mount { target, .. }
+            | Call::Bind { target, .. }
+            | Call::RemountBind { target, .. }
+            | Call::Unmount { target, .. } => target,
+            Call::MknodBlock { path, .. } | Call::Statvfs { path } => path,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +82,7 @@ struct State {
     calls: Vec<Call>,
     failures: HashMap<&'static str, VecDeque<i32>>,
     stalls: HashMap<&'static str, Duration>,
+    path_stalls: HashMap<PathBuf, Duration>,
     nodes: HashMap<PathBuf, NodeKind>,
     usage: FsUsage,
     mounts: Vec<FakeMount>,
@@ -120,6 +132,11 @@ impl RecordingSys {
         self.lock().stalls.insert(op, how_long);
     }
 
+    /// Makes every call on `path` sleep first: one volume's target stuck while others answer.
+    pub fn stall_at(&self, path: &Path, how_long: Duration) {
+        self.lock().path_stalls.insert(path.to_path_buf(), how_long);
+    }
+
     /// Declares what `lstat(path)` returns.
     pub fn set_node(&self, path: &Path, kind: NodeKind) {
         self.lock().nodes.insert(path.to_path_buf(), kind);
@@ -157,8 +174,12 @@ impl RecordingSys {
         let op = call.op();
         let (stall, fail) = {
             let mut st = self.lock();
+            let stall = st
+                .stalls
+                .get(op)
+                .or_else(|| st.path_stalls.get(call.path()))
+                .copied();
             st.calls.push(call);
-            let stall = st.stalls.get(op).copied();
             let fail = st.failures.get_mut(op).and_then(VecDeque::pop_front);
             (stall, fail)
         };

@@ -127,19 +127,21 @@ impl InUseProbe {
         let probe = self.clone();
         let query = query.clone();
         let deadline = self.deadline;
-        let task = tokio::task::spawn_blocking(move || probe.scan_host(&query));
-        let (holders, processes) = match tokio::time::timeout(deadline, task).await {
-            Ok(Ok(r)) => r?,
-            Ok(Err(join)) => {
-                return Err(Error::Read {
-                    path: self.proc_root.clone(),
-                    source: std::io::Error::other(format!("scan task failed: {join}")),
-                });
-            }
-            Err(_) => {
+        let key = kcall::CallKey::new("in-use scan", query.mount_path.display().to_string());
+        let scan = move || probe.scan_host(&query);
+        let (holders, processes) = match kcall::global().run(key, deadline, scan).await {
+            Ok(r) => r?,
+            Err(kcall::CallError::Timeout { .. }) => {
                 return Err(Error::ReadTimeout {
                     path: self.proc_root.clone(),
                     deadline,
+                });
+            }
+            Err(cause) => {
+                return Err(Error::NotStarted {
+                    op: "in-use scan of",
+                    path: self.proc_root.clone(),
+                    cause,
                 });
             }
         };

@@ -461,29 +461,11 @@ fn has_flags(entry: &MountEntry, opts: &MountOptions) -> bool {
         && has("nodev") == opts.flags.nodev
 }
 
-/// Filesystem calls on kubelet paths, on the blocking pool under a deadline.
+/// Filesystem calls on kubelet paths, through the one executor under a deadline.
 async fn blocking<F, T>(path: &Path, deadline: Duration, op: &'static str, f: F) -> Result<T>
 where
     F: FnOnce() -> io::Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let owned = path.to_path_buf();
-    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(f)).await {
-        Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(source))) => Err(Error::Syscall {
-            op,
-            path: owned,
-            source,
-        }),
-        Ok(Err(join)) => Err(Error::Syscall {
-            op,
-            path: owned,
-            source: io::Error::other(format!("blocking task failed: {join}")),
-        }),
-        Err(_) => Err(Error::SyscallTimeout {
-            op,
-            path: owned,
-            deadline,
-        }),
-    }
+    crate::sys::blocking(op, path, deadline, f).await
 }

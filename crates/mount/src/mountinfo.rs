@@ -152,19 +152,29 @@ impl MountTable {
     }
 }
 
-/// Reads and parses a mountinfo file under a deadline; the read runs on the blocking pool so a
-/// stuck procfs cannot pin the caller.
+/// Reads and parses a mountinfo file under a deadline; the read goes through the one
+/// executor for blocking calls so a stuck procfs cannot pin the caller nor pile up threads.
 pub async fn read_mount_table(path: &Path, deadline: Duration) -> Result<MountTable> {
     let owned = path.to_path_buf();
-    match tokio::time::timeout(deadline, tokio::fs::read(&owned)).await {
+    let p = owned.clone();
+    let key = kcall::CallKey::new("read mountinfo", owned.display().to_string());
+    match kcall::global()
+        .run(key, deadline, move || std::fs::read(p))
+        .await
+    {
         Ok(Ok(bytes)) => Ok(MountTable::parse(&escape_invalid_utf8(&bytes))),
         Ok(Err(source)) => Err(Error::Read {
             path: owned,
             source,
         }),
-        Err(_) => Err(Error::ReadTimeout {
+        Err(kcall::CallError::Timeout { .. }) => Err(Error::ReadTimeout {
             path: owned,
             deadline,
+        }),
+        Err(cause) => Err(Error::NotStarted {
+            op: "read of",
+            path: owned,
+            cause,
         }),
     }
 }

@@ -105,8 +105,9 @@ pub trait MountSys: Send + Sync + 'static {
     fn node_kind(&self, path: &Path) -> io::Result<NodeKind>;
 }
 
-/// Runs a (possibly hanging) kernel call on the blocking pool and gives up waiting after
-/// `deadline`. The call itself cannot be cancelled: the error says it may still be pending.
+/// Runs a (possibly hanging) kernel call through the process-wide [`kcall`] executor and gives
+/// up waiting after `deadline`. The call itself cannot be cancelled: the error says it may still
+/// be pending, and a retry of `op` on the same `path` waits for it instead of adding a thread.
 pub async fn with_deadline<T, F>(
     sys: &Arc<dyn MountSys>,
     op: &'static str,
@@ -119,24 +120,39 @@ where
     F: FnOnce(&dyn MountSys) -> io::Result<T> + Send + 'static,
 {
     let sys = Arc::clone(sys);
+    blocking(op, path, deadline, move || call(sys.as_ref())).await
+}
+
+/// [`kcall::global`] with this crate's errors: a call of `op` on `path` runs at most once at a
+/// time, and every wait ends at `deadline`.
+pub(crate) async fn blocking<T, F>(
+    op: &'static str,
+    path: &Path,
+    deadline: Duration,
+    f: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
     let owned: PathBuf = path.to_path_buf();
-    let task = tokio::task::spawn_blocking(move || call(sys.as_ref()));
-    match tokio::time::timeout(deadline, task).await {
-        Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(source))) => Err(Error::Syscall {
+    let key = kcall::CallKey::new(op, owned.display().to_string());
+    match kcall::global().run(key, deadline, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(Error::Syscall {
             op,
             path: owned,
             source,
         }),
-        Ok(Err(join)) => Err(Error::Syscall {
-            op,
-            path: owned,
-            source: io::Error::other(format!("blocking task failed: {join}")),
-        }),
-        Err(_) => Err(Error::SyscallTimeout {
+        Err(kcall::CallError::Timeout { .. }) => Err(Error::SyscallTimeout {
             op,
             path: owned,
             deadline,
+        }),
+        Err(cause) => Err(Error::NotStarted {
+            op,
+            path: owned,
+            cause,
         }),
     }
 }

@@ -1,9 +1,9 @@
 //! Bounded blocking I/O.
 //!
 //! Kernel interfaces (`/dev/nvme-fabrics`, `delete_controller`) are plain blocking file I/O that
-//! can sleep for as long as the kernel is waiting on the network. They run on tokio's blocking
-//! pool under a timeout so a stuck kernel write costs one pool thread, never a gRPC handler.
-//! The thread itself cannot be cancelled; it is released when the kernel call returns.
+//! can sleep for as long as the kernel is waiting on the network. They run through the one
+//! executor for blocking calls ([`kcall`]) under a timeout, so a stuck kernel write costs one
+//! thread, never a gRPC handler, and a retry on the same target never adds another.
 
 use std::time::Duration;
 
@@ -21,16 +21,17 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
 {
-    let task = tokio::task::spawn_blocking(f);
-    match tokio::time::timeout(after, task).await {
-        Ok(Ok(res)) => res,
-        Ok(Err(join)) => Err(NvmeError::Task {
+    let key = kcall::CallKey::new(op, target.clone());
+    match kcall::global().run(key, after, f).await {
+        Ok(res) => res,
+        Err(kcall::CallError::Panicked(reason)) => Err(NvmeError::Task { op, reason }),
+        Err(kcall::CallError::Timeout { .. }) => Err(NvmeError::Timeout { op, target, after }),
+        // Not started: the same call on this target, or too many calls, are still stuck. A
+        // timeout to the caller: retry later, when the kernel has answered.
+        Err(cause) => Err(NvmeError::Timeout {
             op,
-            reason: join.to_string(),
+            target: format!("{target} (not started: {cause})"),
+            after,
         }),
-        Err(_) => {
-            tracing::warn!(op, target = %target, ?after, "kernel I/O exceeded its deadline");
-            Err(NvmeError::Timeout { op, target, after })
-        }
     }
 }

@@ -144,14 +144,16 @@ impl Initiator {
         &self.cfg
     }
 
-    /// Runs a sysfs read on the blocking pool under the sysfs deadline.
-    async fn scan<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    /// Runs a sysfs read under the sysfs deadline, at most one per `what` and `subject` (the NQN
+    /// it is about) at a time, so a read stuck on one volume's controller never holds up another
+    /// volume and a retry never starts a second one.
+    async fn scan<T, F>(&self, what: &'static str, subject: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Resolver) -> Result<T> + Send + 'static,
     {
         let resolver = Arc::clone(&self.resolver);
-        let target = self.cfg.sysfs_root.display().to_string();
+        let target = format!("{} for {subject}", self.cfg.sysfs_root.display());
         deadline::blocking(what, target, self.cfg.sysfs_timeout, move || f(&resolver)).await
     }
 
@@ -169,9 +171,10 @@ impl Initiator {
         let device = Arc::clone(&self.fabrics);
         let path = device.path().to_path_buf();
         tracing::info!(nqn = %p.nqn, target = %p.target.ip(), port = p.target.port(), "connecting via fabrics");
+        // Keyed by NQN: a connect stuck on one target must not hold up another's.
         let answer = deadline::blocking(
             "connect",
-            path.display().to_string(),
+            format!("{} for {}", path.display(), p.nqn),
             self.cfg.connect_timeout,
             move || device.submit(&options),
         )
@@ -220,7 +223,7 @@ impl Initiator {
     async fn existing_controllers(&self, p: &ConnectParams) -> Result<Vec<String>> {
         let nqn = p.nqn.clone();
         let (ip, port) = (p.target.ip(), p.target.port());
-        self.scan("find controllers", move |r| {
+        self.scan("find controllers", p.nqn.as_str(), move |r| {
             let Some(sub) = r.sysfs().subsystem(nqn.as_str())? else {
                 return Ok(Vec::new());
             };
@@ -249,7 +252,7 @@ impl Initiator {
         self.cfg.managed_prefix.ensure(nqn)?;
         let key = nqn.clone();
         let names = self
-            .scan("list controllers", move |r| {
+            .scan("list controllers", nqn.as_str(), move |r| {
                 Ok(r.sysfs()
                     .subsystem(key.as_str())?
                     .map(|s| {
@@ -315,15 +318,20 @@ impl Initiator {
 
     /// Uncached resolution (refreshes the cache).
     pub async fn resolve(&self, nqn: &Nqn) -> Result<Option<Device>> {
+        let subject = nqn.to_string();
         let nqn = nqn.clone();
-        self.scan("resolve", move |r| r.resolve(&nqn)).await
+        self.scan("resolve", &subject, move |r| r.resolve(&nqn))
+            .await
     }
 
     /// Resolution safe for destructive use: cached answers are re-verified against the NQN.
     pub async fn resolve_verified(&self, nqn: &Nqn) -> Result<Option<Device>> {
+        let subject = nqn.to_string();
         let nqn = nqn.clone();
-        self.scan("resolve", move |r| r.resolve_verified(&nqn))
-            .await
+        self.scan("resolve verified", &subject, move |r| {
+            r.resolve_verified(&nqn)
+        })
+        .await
     }
 
     /// Polls until the NQN has a block device behind a live controller, or `timeout` passes.
@@ -356,7 +364,7 @@ impl Initiator {
     /// Health of one NQN; `None` when the host has no trace of it.
     pub async fn health(&self, nqn: &Nqn) -> Result<Option<Health>> {
         let key = nqn.clone();
-        self.scan("assess subsystem", move |r| {
+        self.scan("assess subsystem", nqn.as_str(), move |r| {
             Ok(r.sysfs().subsystem(key.as_str())?.as_ref().map(assess))
         })
         .await
@@ -366,7 +374,7 @@ impl Initiator {
     /// so that no caller can act on it.
     pub async fn managed_subsystems(&self) -> Result<Vec<SubsystemReport>> {
         let prefix = self.cfg.managed_prefix.clone();
-        self.scan("enumerate subsystems", move |r| {
+        self.scan("enumerate subsystems", "all managed subsystems", move |r| {
             Ok(r.sysfs()
                 .subsystems()?
                 .into_iter()

@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// CSI driver name reported by GetPluginInfo (must match the CSIDriver object).
     #[arg(long, env = "CSI_DRIVER_NAME", default_value = DEFAULT_DRIVER_NAME)]
     pub driver_name: String,
+    /// Numeric group id that may also connect to the CSI socket (mode 0660 instead of 0600),
+    /// for sidecars running under another user.
+    #[arg(long, env = "CSI_SOCKET_GROUP")]
+    pub csi_socket_group: Option<u32>,
     /// How long in-flight RPCs may take to finish after SIGTERM/SIGINT before the process exits.
     #[arg(long, env = "RDS_CSI_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -263,6 +267,10 @@ pub struct NodeOnlyArgs {
     /// to recover after a reconnect or a restart); must be a hostPath that survives restarts.
     #[arg(long, env = "RDS_CSI_STATE_DIR", default_value = "/var/lib/rds-csi")]
     pub state_dir: PathBuf,
+    /// kubelet's root directory: staging and target paths outside it are refused, and no path
+    /// below it is resolved through a symlink.
+    #[arg(long, env = "RDS_CSI_KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
     /// How NVMe/TCP connections are made: `fabrics` writes /dev/nvme-fabrics directly,
     /// `nvme-cli` runs `nvme connect`.
     #[arg(long, env = "RDS_CSI_NVME_CONNECT_METHOD", default_value = "fabrics", value_parser = ["fabrics", "nvme-cli"])]

@@ -17,7 +17,7 @@ use driver::kube::{
 };
 use driver::metrics::Metrics;
 use driver::orphans::{OrphanConfig, OrphanReconciler};
-use driver::server::{Services, serve};
+use driver::server::{Services, serve_with};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -492,6 +492,7 @@ fn node_service(
     cfg.max_volumes = n.max_volumes_per_node;
     cfg.managed_prefix = n.managed_nqn_prefix.clone();
     cfg.state_dir = n.state_dir.clone();
+    cfg.kubelet_dir = n.kubelet_dir.clone();
     cfg.connect_method = match n.nvme_connect_method.as_str() {
         "nvme-cli" => driver::node::ConnectMethod::NvmeCli {
             program: n.nvme_cli.clone(),
@@ -570,9 +571,17 @@ async fn serve_until_signal(
             error!(error = %e, "no /metrics, /healthz or /readyz; serving CSI without them");
             None
         });
-    let result = serve(&socket, services, shutdown::signal(s.shutdown_timeout))
-        .await
-        .map_err(|e| e.to_string());
+    let access = csi::uds::SocketAccess {
+        group: s.csi_socket_group,
+    };
+    let result = serve_with(
+        &socket,
+        access,
+        services,
+        shutdown::signal(s.shutdown_timeout),
+    )
+    .await
+    .map_err(|e| e.to_string());
     let _ = stop_http.send(true);
     if let Some(h) = http_server {
         h.join().await;

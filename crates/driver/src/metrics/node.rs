@@ -315,7 +315,25 @@ impl Collector for NvmeCollector {
             None,
             ok.metric_type(),
         )?;
-        ok.encode(family)
+        ok.encode(family)?;
+        let calls = kcall::global();
+        for (name, help, value) in [
+            (
+                "node_blocking_calls_stuck",
+                "Kernel calls (mount, sysfs, device I/O) past their deadline that have not returned yet",
+                calls.stuck(),
+            ),
+            (
+                "node_blocking_calls_in_flight",
+                "Kernel calls running on blocking threads right now, stuck ones included",
+                calls.in_flight(),
+            ),
+        ] {
+            let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let family = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(family)?;
+        }
+        Ok(())
     }
 }
 

@@ -108,6 +108,8 @@ pub struct NodeConfig {
     pub fabrics_path: PathBuf,
     /// Host identity and `node-volumes.json` live here; must survive plugin restarts.
     pub state_dir: PathBuf,
+    /// kubelet's root directory: every staging and target path must lie below it.
+    pub kubelet_dir: PathBuf,
     pub connect_method: ConnectMethod,
     pub deadlines: NodeDeadlines,
     /// Pause between background health passes over staged volumes.
@@ -129,6 +131,7 @@ impl NodeConfig {
             proc_root: PathBuf::from("/proc"),
             fabrics_path: PathBuf::from("/dev/nvme-fabrics"),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            kubelet_dir: PathBuf::from(super::paths::DEFAULT_KUBELET_DIR),
             connect_method: ConnectMethod::Fabrics,
             deadlines: NodeDeadlines::default(),
             monitor_interval: Duration::from_secs(10),

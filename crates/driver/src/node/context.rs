@@ -28,32 +28,69 @@ fn invalid(msg: impl Into<String>) -> DriverError {
     DriverError::InvalidArgument(msg.into())
 }
 
-/// Parses the keys NodeStageVolume needs. NQNs outside the managed prefix are refused: the node
-/// would connect something it is never allowed to disconnect again.
+/// The publish_context key standing in for each volume_context connect key: ControllerPublish
+/// reads the export's current address, port and NQN from the RDS, so they win over what
+/// CreateVolume wrote long ago (a storage address changed since then reaches existing volumes).
+const FROM_PUBLISH: [(&str, &str); 3] = [
+    (params::C_NQN, crate::controller::PC_NVME_NQN),
+    (params::C_NVME_ADDRESS, crate::controller::PC_NVME_ADDRESS),
+    (params::C_NVME_PORT, crate::controller::PC_NVME_PORT),
+];
+
+/// One connect value and where it came from, for messages that say which field to fix.
+fn connect_value<'a>(
+    key: &'static str,
+    ctx: &'a HashMap<String, String>,
+    publish: &'a HashMap<String, String>,
+) -> Option<(&'a str, String)> {
+    let present = |m: &'a HashMap<String, String>, k: &str| {
+        m.get(k).map(|v| v.trim()).filter(|v| !v.is_empty())
+    };
+    FROM_PUBLISH
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, pk)| present(publish, pk).map(|v| (v, format!("publish_context {pk}"))))
+        .or_else(|| present(ctx, key).map(|v| (v, format!("volume_context {key}"))))
+}
+
+/// [`stage_context_with`] without a publish_context.
 pub fn stage_context(
     ctx: &HashMap<String, String>,
     prefix: &ManagedPrefix,
 ) -> Result<StageContext> {
+    stage_context_with(ctx, &HashMap::new(), prefix)
+}
+
+/// Parses the keys NodeStageVolume needs, preferring publish_context's address, port and NQN
+/// and validating them exactly like volume_context's. NQNs outside the managed prefix are
+/// refused: the node would connect something it is never allowed to disconnect again.
+pub fn stage_context_with(
+    ctx: &HashMap<String, String>,
+    publish: &HashMap<String, String>,
+    prefix: &ManagedPrefix,
+) -> Result<StageContext> {
     let missing: Vec<&str> = [params::C_NQN, params::C_NVME_ADDRESS, params::C_NVME_PORT]
         .into_iter()
-        .filter(|k| ctx.get(*k).is_none_or(|v| v.trim().is_empty()))
+        .filter(|k| connect_value(k, ctx, publish).is_none())
         .collect();
     if !missing.is_empty() {
         return Err(invalid(format!(
-            "volume_context is missing required key(s): {}",
+            "volume_context is missing required key(s): {} (and publish_context has no replacement)",
             missing.join(", ")
         )));
     }
-    let get = |k: &str| ctx.get(k).map(|v| v.trim()).unwrap_or_default();
-    let nqn = Nqn::new(get(params::C_NQN))
-        .map_err(|e| invalid(format!("volume_context {}: {e}", params::C_NQN)))?;
+    let get = |k: &'static str| connect_value(k, ctx, publish).unwrap_or_default();
+    let (nqn_text, nqn_from) = get(params::C_NQN);
+    let nqn = Nqn::new(nqn_text).map_err(|e| invalid(format!("{nqn_from}: {e}")))?;
     if !prefix.matches(nqn.as_str()) {
         return Err(invalid(format!(
-            "volume_context nqn {nqn} is not under the managed prefix {prefix}; this node only attaches volumes it may also detach"
+            "{nqn_from} {nqn} is not under the managed prefix {prefix}; this node only attaches volumes it may also detach"
         )));
     }
-    let target = TargetAddress::parse(get(params::C_NVME_ADDRESS), get(params::C_NVME_PORT))
-        .map_err(|e| invalid(format!("volume_context nvmeAddress/nvmePort: {e}")))?;
+    let ((addr, addr_from), (port, port_from)) =
+        (get(params::C_NVME_ADDRESS), get(params::C_NVME_PORT));
+    let target = TargetAddress::parse(addr, port)
+        .map_err(|e| invalid(format!("{addr_from}/{port_from}: {e}")))?;
     let mut p = ConnectParams::new(nqn, target);
     if let Some(v) = ctx.get(params::C_CTRL_LOSS_TMO) {
         let n = int(params::C_CTRL_LOSS_TMO, v)?;
@@ -268,6 +305,47 @@ mod tests {
         ] {
             let e = stage_context(&ctx(&bad), &prefix()).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn publish_context_wins_over_volume_context_and_is_validated_the_same_way() {
+        const NQN2: &str = "nqn.2000-02.com.mikrotik:pvc-22222222-2222-4222-8222-222222222222";
+        let vc = ctx(&[
+            ("nqn", NQN),
+            ("nvmeAddress", "10.0.0.1"),
+            ("nvmePort", "4420"),
+        ]);
+        let moved = ctx(&[
+            ("nvme_address", "10.0.9.9"),
+            ("nvme_port", "4421"),
+            ("nvme_nqn", NQN2),
+            ("fs_type", "ext4"),
+        ]);
+        let c = stage_context_with(&vc, &moved, &prefix()).unwrap();
+        assert_eq!(c.params.target.ip().to_string(), "10.0.9.9");
+        assert_eq!(c.params.target.port(), 4421);
+        assert_eq!(c.params.nqn.as_str(), NQN2);
+
+        // Absent or empty publish_context keys fall back to volume_context, key by key.
+        let partial = ctx(&[("nvme_address", "10.0.9.9"), ("nvme_port", "")]);
+        let c = stage_context_with(&vc, &partial, &prefix()).unwrap();
+        assert_eq!(c.params.target.ip().to_string(), "10.0.9.9");
+        assert_eq!(c.params.target.port(), 4420);
+        assert_eq!(c.params.nqn.as_str(), NQN);
+
+        // Only publish_context carries the connect keys: enough.
+        let c = stage_context_with(&HashMap::new(), &moved, &prefix()).unwrap();
+        assert_eq!(c.params.nqn.as_str(), NQN2);
+
+        for (key, bad) in [
+            ("nvme_address", "rds.local"),
+            ("nvme_port", "70000"),
+            ("nvme_nqn", "nqn.2014-08.org.nvmexpress:uuid:abc"),
+        ] {
+            let e = stage_context_with(&vc, &ctx(&[(key, bad)]), &prefix()).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{key}={bad}");
+            assert!(e.to_string().contains("publish_context"), "{e}");
         }
     }
 

@@ -13,6 +13,7 @@ pub mod context;
 mod expand;
 pub mod monitor;
 pub mod observer;
+pub mod paths;
 mod publish;
 pub mod recovery;
 mod stage;
@@ -142,6 +143,12 @@ impl NodeService {
         if cfg.node_id.trim().is_empty() {
             return Err(DriverError::Config("node id must not be empty".into()));
         }
+        if !cfg.kubelet_dir.is_absolute() {
+            return Err(DriverError::Config(format!(
+                "kubelet directory {} must be an absolute path",
+                cfg.kubelet_dir.display()
+            )));
+        }
         let prefix = managed_prefix(&cfg)?;
         let reported_id =
             crate::node_id::NodeId::compose(&cfg.node_id, parts.initiator.host().hostnqn())?;
@@ -207,6 +214,11 @@ fn managed_prefix(cfg: &NodeConfig) -> Result<ManagedPrefix> {
 }
 
 impl Inner {
+    /// A request path checked against the kubelet directory (see [`paths`]).
+    pub(crate) fn confine(&self, field: &str, raw: &str) -> Result<std::path::PathBuf> {
+        paths::confine(field, context::required(field, raw)?, &self.cfg.kubelet_dir)
+    }
+
     /// Volume RPCs wait (bounded) until startup cleanup is done, so cleanup never races a stage.
     pub async fn wait_ready(&self) -> Result<()> {
         let mut rx = self.ready.subscribe();
@@ -242,9 +254,10 @@ pub(crate) fn mount_err(doing: &str, e: mount::Error) -> DriverError {
         | E::StillMounted { .. }
         | E::FilesystemMismatch { .. }
         | E::Target { .. } => DriverError::FailedPrecondition(msg),
-        E::SyscallTimeout { .. } | E::ReadTimeout { .. } | E::CommandTimeout { .. } => {
-            DriverError::Unavailable(msg)
-        }
+        E::SyscallTimeout { .. }
+        | E::ReadTimeout { .. }
+        | E::CommandTimeout { .. }
+        | E::NotStarted { .. } => DriverError::Unavailable(msg),
         _ => DriverError::Internal(msg),
     }
 }

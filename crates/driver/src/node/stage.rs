@@ -24,6 +24,7 @@ use mount::{
 use nvme::{ConnectOutcome, ConnectParams, Device, Health, Nqn, RepairOutcome};
 
 use super::context::{self, Access, required};
+use super::paths;
 use super::state::{StagedKind, StagedVolume};
 use super::{Inner, mount_err, nvme_err, sysio};
 use crate::error::{DriverError, Result};
@@ -32,15 +33,53 @@ pub(crate) fn devnum(d: &Device) -> Option<DevNum> {
     d.dev.map(|(major, minor)| DevNum { major, minor })
 }
 
+/// Same access type, filesystem and mount flags (in any order): a stage retried with anything
+/// else asks for a volume staged differently, which CSI answers with ALREADY_EXISTS.
+fn same_kind(a: &StagedKind, b: &StagedKind) -> bool {
+    match (a, b) {
+        (StagedKind::Block, StagedKind::Block) => true,
+        (
+            StagedKind::Filesystem {
+                fs_type: fa,
+                mount_flags: ma,
+            },
+            StagedKind::Filesystem {
+                fs_type: fb,
+                mount_flags: mb,
+            },
+        ) => fa == fb && flag_set(ma) == flag_set(mb),
+        _ => false,
+    }
+}
+
+fn flag_set(m: &[String]) -> std::collections::BTreeSet<&str> {
+    m.iter().map(|s| s.trim()).collect()
+}
+
+fn describe(k: &StagedKind) -> String {
+    match k {
+        StagedKind::Block => "a raw block volume".to_string(),
+        StagedKind::Filesystem {
+            fs_type,
+            mount_flags,
+        } if mount_flags.is_empty() => format!("{fs_type} without mount flags"),
+        StagedKind::Filesystem {
+            fs_type,
+            mount_flags,
+        } => format!("{fs_type} with mount flags [{}]", mount_flags.join(",")),
+    }
+}
+
 impl Inner {
     pub(crate) async fn stage(
         &self,
         req: pb::NodeStageVolumeRequest,
     ) -> Result<pb::NodeStageVolumeResponse> {
         let volume_id = required("volume_id", &req.volume_id)?;
-        let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
+        let staging = self.confine("staging_target_path", &req.staging_target_path)?;
         let cap = context::capability(req.volume_capability.as_ref())?;
-        let sc = context::stage_context(&req.volume_context, &self.prefix)?;
+        let sc =
+            context::stage_context_with(&req.volume_context, &req.publish_context, &self.prefix)?;
         // Options are validated before anything is touched, so a bad StorageClass never leaves
         // a connection behind.
         let fs_opts = match &cap.access {
@@ -80,6 +119,17 @@ impl Inner {
                 mount_flags: flags.clone(),
             },
         };
+        if let Some(prev) = &previous
+            && !same_kind(&prev.kind, &kind)
+        {
+            return Err(DriverError::AlreadyExists(format!(
+                "volume {volume_id} is already staged at {} as {}; this request asks for {}. Unstage it first to change how it is staged",
+                staging.display(),
+                describe(&prev.kind),
+                describe(&kind)
+            )));
+        }
+        sysio::inspect(&self.cfg.kubelet_dir, &staging, self.cfg.deadlines.syscall).await?;
         let mut record = StagedVolume::new(volume_id, &sc.params, &staging, kind, sc.allow_exec);
         if let Some(prev) = &previous {
             record.published = prev.published.clone();
@@ -424,7 +474,7 @@ impl Inner {
                     )
                 })?;
         tracing::info!(device = %device.path.display(), ?outcome, "filesystem ready");
-        sysio::mkdir(staging, self.cfg.deadlines.syscall).await?;
+        sysio::mkdir(&self.cfg.kubelet_dir, staging, self.cfg.deadlines.syscall).await?;
         let mounted = self
             .mounter
             .mount_filesystem(&device.path, staging, fs, opts)
@@ -447,9 +497,10 @@ impl Inner {
         req: pb::NodeUnstageVolumeRequest,
     ) -> Result<pb::NodeUnstageVolumeResponse> {
         let volume_id = required("volume_id", &req.volume_id)?;
-        let staging = PathBuf::from(required("staging_target_path", &req.staging_target_path)?);
+        let staging = self.confine("staging_target_path", &req.staging_target_path)?;
         self.wait_ready().await?;
         let _guard = self.locks.lock(volume_id).await;
+        sysio::inspect(&self.cfg.kubelet_dir, &staging, self.cfg.deadlines.syscall).await?;
         let record = self.state.get(volume_id);
         let nqn = match &record {
             Some(r) => r.nqn()?,
@@ -462,18 +513,20 @@ impl Inner {
             .await
             .map_err(|e| mount_err("reading the mount table", e))?;
         if let Some(top) = table.top_mount_at(&staging) {
-            let others: Vec<String> = table
+            let (leftovers, others): (Vec<PathBuf>, Vec<PathBuf>) = table
                 .mounts_of_device(&DeviceRef::Number(top.dev))
                 .into_iter()
                 .filter(|e| e.mount_point != staging)
-                .map(|e| e.mount_point.display().to_string())
-                .collect();
+                .map(|e| e.mount_point.clone())
+                .partition(|p| paths::is_publish_target(&self.cfg.kubelet_dir, p));
             if !others.is_empty() {
+                let others: Vec<String> = others.iter().map(|p| p.display().to_string()).collect();
                 return Err(DriverError::FailedPrecondition(format!(
                     "volume {volume_id} is still mounted at {}; unpublish it before unstaging",
                     others.join(", ")
                 )));
             }
+            self.clean_leftovers(volume_id, top.dev, &leftovers).await?;
             self.mounter
                 .unmount(&staging, true)
                 .await
@@ -506,6 +559,68 @@ impl Inner {
             tracing::error!(volume = volume_id, error = %e, "could not persist node state after unstage");
         }
         Ok(pb::NodeUnstageVolumeResponse {})
+    }
+
+    /// kubelet calls NodeUnstageVolume only once it has unpublished every target of the volume,
+    /// so a bind mount of the staged device still sitting at a kubelet publish path is this
+    /// driver's own, left behind when kubelet lost track of it (a crash between mount and
+    /// record). Each one nothing uses is unmounted (never forced) and its empty directory
+    /// removed; one still in use fails the unstage, so no pod loses a mounted volume.
+    async fn clean_leftovers(
+        &self,
+        volume_id: &str,
+        dev: DevNum,
+        leftovers: &[PathBuf],
+    ) -> Result<()> {
+        for target in leftovers {
+            let table = self
+                .mounter
+                .mount_table()
+                .await
+                .map_err(|e| mount_err("reading the mount table", e))?;
+            // By device number too: a process using the volume through any mount, in any mount
+            // namespace this plugin can see, keeps the leftover.
+            let query = InUseQuery {
+                mount_path: target.clone(),
+                dev: Some(dev),
+                device_paths: Vec::new(),
+            };
+            let report = self
+                .mounter
+                .config()
+                .in_use
+                .check(&table, &query)
+                .await
+                .map_err(|e| mount_err("checking whether a leftover publish mount is in use", e))?;
+            if !report.processes.is_empty() || !report.holders.is_empty() {
+                return Err(DriverError::FailedPrecondition(format!(
+                    "volume {volume_id} is still mounted at {}, which kubelet no longer lists but is in use ({}); not unstaging",
+                    target.display(),
+                    report.summary()
+                )));
+            }
+            tracing::warn!(volume = volume_id, target = %target.display(), device = %dev, "unmounting a leftover publish mount of this volume before unstaging");
+            self.mounter
+                .unmount(target, false)
+                .await
+                .map_err(|e| mount_err(&format!("unmounting leftover {}", target.display()), e))?;
+            if let Err(e) = self.mounter.remove_target(target).await {
+                tracing::warn!(target = %target.display(), error = %e, "leftover publish directory left in place");
+            }
+            let (id, t) = (volume_id.to_string(), target.clone());
+            if let Err(e) = self
+                .state
+                .update(move |m| {
+                    if let Some(r) = m.get_mut(&id) {
+                        r.published.remove(&t);
+                    }
+                })
+                .await
+            {
+                tracing::error!(volume = volume_id, error = %e, "could not persist the removal of a leftover publish target");
+            }
+        }
+        Ok(())
     }
 
     /// Fails (FAILED_PRECONDITION, so kubelet retries) while anything visible uses the device:

@@ -241,27 +241,17 @@ impl StateStore {
         let bytes = serde_json::to_vec_pretty(&snapshot)
             .map_err(|e| DriverError::Internal(format!("serialising node state: {e}")))?;
         let shown = path.display().to_string();
-        let task = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let write = move || -> std::io::Result<()> {
             use std::io::Write;
             let tmp = path.with_extension("json.tmp");
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
-        });
-        match tokio::time::timeout(self.deadline, task).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(DriverError::Internal(format!(
-                "writing node state {shown}: {e}"
-            ))),
-            Ok(Err(e)) => Err(DriverError::Internal(format!(
-                "writing node state {shown}: {e}"
-            ))),
-            Err(_) => Err(DriverError::Internal(format!(
-                "writing node state {shown} did not finish within {:?}",
-                self.deadline
-            ))),
-        }
+        };
+        super::sysio::blocking(format!("writing node state {shown}"), self.deadline, write)
+            .await
+            .map_err(|e| DriverError::Internal(e.to_string()))
     }
 }
 
