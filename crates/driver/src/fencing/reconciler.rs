@@ -1,5 +1,9 @@
 //! The background reconciler: repairs what no RPC will repair.
 //!
+//! Deleted and out-of-service nodes are normally released within seconds by the Node watch
+//! (`crate::kube::watch_nodes`, through `release_node`); the periodic pass is the safety net for
+//! whatever a watch missed, and the only check outside Kubernetes.
+//!
 //! Each pass (one at start, then every `reconcile_interval`):
 //! - clears the attachments of nodes whose Node object is gone, or that carry the
 //!   `node.kubernetes.io/out-of-service` taint (the operator declared them down; Kubernetes
