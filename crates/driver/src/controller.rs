@@ -36,6 +36,8 @@ pub struct ControllerService {
     host_acl: HostAcl,
     /// Snapshot RPCs and CreateVolume content sources (logic in `crate::snapshots`).
     snapshots: SnapshotService,
+    /// Listings of paged ListVolumes walks in progress.
+    listings: paging::Snapshots<(VolumeId, Disk)>,
 }
 
 /// Only what is implemented is declared: a CO that sees a capability relies on it.
@@ -67,6 +69,7 @@ impl ControllerService {
             locks: VolumeLocks::default(),
             host_acl: HostAcl::new(Arc::clone(&fencing)),
             fencing,
+            listings: paging::Snapshots::default(),
         }
     }
 
@@ -260,14 +263,37 @@ impl ControllerService {
     }
 
     async fn list(&self, req: pb::ListVolumesRequest) -> Result<pb::ListVolumesResponse> {
-        let after = match paging::start_after(req.max_entries, &req.starting_token)? {
+        let token = match paging::parse_token(req.max_entries, &req.starting_token)? {
             None => None,
-            Some(raw) => Some(
-                self.parse_id(raw)
-                    .map_err(|why| paging::invalid_token(&req.starting_token, why))?
-                    .to_string(),
-            ),
+            Some(t) => {
+                self.parse_id(t.after)
+                    .map_err(|why| paging::invalid_token(&req.starting_token, why))?;
+                Some(t)
+            }
         };
+        let (page, next_token) = paging::walk(
+            &self.listings,
+            token,
+            req.max_entries,
+            |(id, _): &(VolumeId, Disk)| id.to_string(),
+            || self.all_volumes(),
+        )
+        .await?;
+        let entries = page
+            .iter()
+            .map(|(id, disk)| pb::list_volumes_response::Entry {
+                volume: Some(self.volume_of(id, disk)),
+                status: None,
+            })
+            .collect();
+        Ok(pb::ListVolumesResponse {
+            entries,
+            next_token,
+        })
+    }
+
+    /// Every volume of every backend, sorted by id (the order pages are cut in).
+    async fn all_volumes(&self) -> Result<Vec<(VolumeId, Disk)>> {
         let mut all: Vec<(VolumeId, Disk)> = Vec::new();
         for backend in self.backends.all() {
             let prefix = routeros::Slot::new(volume_id::SLOT_PREFIX)
@@ -282,23 +308,7 @@ impl ControllerService {
             }
         }
         all.sort_by_key(|(id, _)| id.to_string());
-        let (page, next_token) = paging::page(
-            &all,
-            |(id, _)| id.to_string(),
-            after.as_deref(),
-            req.max_entries,
-        );
-        let entries = page
-            .iter()
-            .map(|(id, disk)| pb::list_volumes_response::Entry {
-                volume: Some(self.volume_of(id, disk)),
-                status: None,
-            })
-            .collect();
-        Ok(pb::ListVolumesResponse {
-            entries,
-            next_token,
-        })
+        Ok(all)
     }
 
     fn volume_of(&self, id: &VolumeId, disk: &Disk) -> pb::Volume {

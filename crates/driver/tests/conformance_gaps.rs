@@ -109,6 +109,72 @@ async fn list_shows_a_new_volume_and_drops_it_once_deleted() {
     h.stop().await;
 }
 
+/// Sanity: ListVolumes "pagination should detect volumes added between pages and accept tokens
+/// when the last volume from a page is deleted", plus the cost: a whole paged walk reads the RDS
+/// listing once, not once per page.
+#[tokio::test]
+async fn a_paged_walk_reads_the_rds_once_and_survives_changes_between_pages() {
+    let mut h = start().await;
+    let mut made = Vec::new();
+    for _ in 0..7 {
+        made.push(
+            created(&mut h.controller, create_req(&pvc_name(), 1))
+                .await
+                .volume_id,
+        );
+    }
+    made.sort();
+    let prints_before = disk_prints(&h);
+    let (mut seen, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let r = h
+            .controller
+            .list_volumes(pb::ListVolumesRequest {
+                max_entries: 2,
+                starting_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(r.entries.into_iter().map(|e| e.volume.unwrap().volume_id));
+        pages += 1;
+        if pages == 1 {
+            // The last volume of the page goes, a new one comes.
+            let gone = seen.last().unwrap().clone();
+            h.controller
+                .delete_volume(pb::DeleteVolumeRequest {
+                    volume_id: gone,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+        }
+        if r.next_token.is_empty() {
+            break;
+        }
+        token = r.next_token;
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, made, "each volume of the walk's start once, in order");
+    // The delete and the create between pages print once each (their own lookups).
+    assert_eq!(
+        disk_prints(&h) - prints_before,
+        1 + 2,
+        "{:?}",
+        h.sim().commands()
+    );
+    h.stop().await;
+}
+
+fn disk_prints(h: &Sandbox) -> usize {
+    h.sim()
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("/disk print"))
+        .count()
+}
+
 /// Sanity generates ids that are valid-looking but unknown (`IDGen`); every RPC that must find
 /// the volume answers NOT_FOUND for them (ValidateVolumeCapabilities and ControllerPublishVolume
 /// "should fail when the requested volume does not exist"), and DeleteVolume succeeds.

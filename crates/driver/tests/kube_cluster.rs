@@ -514,6 +514,7 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         if let Err(e) = cluster.node_state("n1").await {
             failed.push(format!("node_state: {e}"));
         }
+        failed.extend(exercise_watches(env, &cluster, &driver).await);
         // Leader election: the first round creates the Lease, the second renews it.
         let config = driver::kube::LeaderConfig {
             namespace: "kube-system".into(),
@@ -572,6 +573,72 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     if find("VolumeDetached").is_none() {
         failed.push("event through the PV's claimRef not posted on the PVC".into());
     }
+    failed
+}
+
+/// The PV index follows a PV created after its listing (PV list + watch), and the Node watch
+/// releases the fence of a node deleted after its listing (Node list + watch; the release reads
+/// the Node again: get).
+async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) -> Vec<String> {
+    use driver::fencing::{AttachmentManager, FencingConfig, PublishRequest, Sharing};
+    let mut failed = Vec::new();
+    let index = cluster.start_pv_index();
+    let late = format!("default:{}", unique("pvc"));
+    let late_pv = unique("static");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cluster.pv_index_ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    create_pv(&env.admin, &late_pv, driver, &late, None).await;
+    while cluster.indexed_pv_names(&late) != Some(vec![late_pv.clone()])
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if cluster.indexed_pv_names(&late) != Some(vec![late_pv.clone()]) {
+        failed.push(format!(
+            "PV index: {:?} for a PV created after the listing",
+            cluster.indexed_pv_names(&late)
+        ));
+    }
+    index.abort();
+
+    let node = unique("node");
+    create_node(&env.admin, &node, &[]).await;
+    let manager = Arc::new(AttachmentManager::new(
+        Arc::new(cluster.clone()),
+        FencingConfig::default(),
+    ));
+    if let Err(e) = manager.rebuild().await {
+        failed.push(format!("rebuild: {e}"));
+        return failed;
+    }
+    let req = PublishRequest {
+        volume_id: late.clone(),
+        node: node.clone(),
+        sharing: Sharing::SingleNode,
+        volume_context: Default::default(),
+    };
+    if let Err(e) = manager.publish(&req).await {
+        failed.push(format!("publish: {e}"));
+        return failed;
+    }
+    let watch = driver::kube::watch_nodes(
+        env.controller.clone(),
+        manager.clone(),
+        std::time::Duration::from_secs(15),
+    );
+    // Deleted only once the watch is past its listing, so only a watch event can report it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    delete_node(&env.admin, &node).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !manager.attached_nodes(&late).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !manager.attached_nodes(&late).is_empty() {
+        failed.push("Node watch: a deleted node kept its fence".into());
+    }
+    watch.abort();
     failed
 }
 

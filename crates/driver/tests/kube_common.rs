@@ -79,6 +79,49 @@ pub async fn env(test: &str) -> Option<KubeEnv> {
     })
 }
 
+/// The requests a client sent, as "METHOD /path?query", in order.
+pub type RequestLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A client for the controller's identity that records every request it sends (a tower layer
+/// in the client's own stack, so the count is what reached the wire, not what the code says).
+pub async fn counting_controller_client() -> (kube::Client, RequestLog) {
+    let path = std::env::var_os("RDS_CSI_KUBECONFIG_CONTROLLER").unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(PathBuf::from(path)).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let log = RequestLog::default();
+    let sink = log.clone();
+    let record =
+        tower::util::MapRequestLayer::new(move |req: hyper::Request<kube::client::Body>| {
+            let uri = req.uri();
+            let query = uri
+                .query()
+                .filter(|q| !q.is_empty())
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            sink.lock()
+                .unwrap()
+                .push(format!("{} {}{query}", req.method(), uri.path()));
+            req
+        });
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&record)
+        .build();
+    (client, log)
+}
+
+/// The requests in `log` about PersistentVolumes (the resource path, not events about them).
+pub fn pv_requests(log: &RequestLog) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("/api/v1/persistentvolumes"))
+        .cloned()
+        .collect()
+}
+
 /// A name no other test (or earlier run against the same server) uses.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -487,7 +530,10 @@ fn record_skip(what: &str, why: &str) {
     let line = format!("SKIPPED {what}: {why}");
     let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
     if let Some(path) = std::env::var_os("RDS_CSI_SKIP_LOG") {
-        let file = std::fs::OpenOptions::new().append(true).create(true).open(path);
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path);
         if let Ok(mut f) = file {
             let _ = writeln!(f, "{line}");
         }

@@ -360,6 +360,148 @@ async fn publish_fails_closed_while_the_api_server_is_down_and_recovers_after() 
     assert_eq!(fx.recorded_nodes(&held).await, [a]);
 }
 
+/// A PV named after its slot, as the external-provisioner makes one, bound to a PVC.
+async fn provisioned(fx: &Fixture) -> Volume {
+    let slot = format!("pvc-{}", uuid::Uuid::new_v4());
+    let id = format!("default:{slot}");
+    let pvc = unique("pvc");
+    let made = create_pvc(&fx.env.admin, &fx.ns, &pvc, &slot).await;
+    let uid = made.metadata.uid.unwrap();
+    create_pv(
+        &fx.env.admin,
+        &slot,
+        &fx.driver,
+        &id,
+        Some((&fx.ns, &pvc, &uid)),
+    )
+    .await;
+    Volume { id, pv: slot, pvc }
+}
+
+#[tokio::test]
+async fn publish_and_unpublish_read_one_pv_and_write_it_once_whatever_the_pv_count() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) =
+        fixture("publish_and_unpublish_read_one_pv_and_write_it_once_whatever_the_pv_count").await
+    else {
+        return;
+    };
+    for _ in 0..20 {
+        fx.volume().await; // other PVs of the driver, which a listing would read
+    }
+    let node = unique("node");
+    create_node(&fx.env.admin, &node, &[]).await;
+    let (client, log) = counting_controller_client().await;
+    let cluster = KubeCluster::new(client, fx.driver.clone());
+    let manager = AttachmentManager::new(Arc::new(cluster.clone()), FencingConfig::default());
+    manager.rebuild().await.unwrap();
+
+    // Provisioned (PV named after the slot), before the index runs: one GET, one PATCH.
+    let v = provisioned(&fx).await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&v, &node)).await.unwrap();
+    let get = format!("GET /api/v1/persistentvolumes/{}", v.pv);
+    let patch = format!("PATCH /api/v1/persistentvolumes/{}", v.pv);
+    assert_eq!(pv_requests(&log), [get.clone(), patch.clone()]);
+    eprintln!("publish, all requests: {:?}", log.lock().unwrap());
+    log.lock().unwrap().clear();
+    manager.unpublish(&v.id, Some(&node)).await.unwrap();
+    assert_eq!(pv_requests(&log), [get, patch]);
+    assert!(fx.recorded_nodes(&v).await.is_empty());
+
+    // A static PV (any name): found through the index, again without a listing.
+    let index = cluster.start_pv_index();
+    wait_until("the PV index to be ready", || async {
+        cluster.pv_index_ready()
+    })
+    .await;
+    let s = fx.volume().await;
+    wait_until("the index to learn the new PV", || async {
+        cluster.indexed_pv_names(&s.id) == Some(vec![s.pv.clone()])
+    })
+    .await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&s, &node)).await.unwrap();
+    assert_eq!(
+        pv_requests(&log),
+        [
+            format!("GET /api/v1/persistentvolumes/{}", s.pv),
+            format!("PATCH /api/v1/persistentvolumes/{}", s.pv)
+        ]
+    );
+    assert_eq!(fx.recorded_nodes(&s).await, [node]);
+    // A handle no PV has: answered by the index, no request.
+    log.lock().unwrap().clear();
+    let none = format!("default:{}", unique("pvc"));
+    assert_eq!(cluster.pv_by_handle(&none).await.unwrap(), None);
+    assert!(
+        pv_requests(&log)
+            .iter()
+            .all(|r| !r.starts_with("GET /api/v1/persistentvolumes?")),
+        "{:?}",
+        pv_requests(&log)
+    );
+    index.abort();
+}
+
+/// Node deleted, then a node tainted out-of-service, alternately: the watch releases each
+/// node's volume with no reconciler pass (none runs here). Prints p50 and max for the docs.
+#[tokio::test]
+async fn a_node_deleted_or_out_of_service_is_released_by_the_node_watch() {
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("a_node_deleted_or_out_of_service_is_released_by_the_node_watch").await
+    else {
+        return;
+    };
+    let trials: usize = std::env::var("RDS_CSI_WATCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let manager = Arc::new(fx.controller().await);
+    let watch = driver::kube::watch_nodes(
+        fx.env.controller.clone(),
+        manager.clone(),
+        std::time::Duration::from_secs(15),
+    );
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fx.env.admin.clone());
+    let mut took = Vec::new();
+    for trial in 0..trials {
+        let node = unique("node");
+        create_node(&fx.env.admin, &node, &[]).await;
+        let v = fx.volume().await;
+        manager.publish(&fx.publish(&v, &node)).await.unwrap();
+        let started = std::time::Instant::now();
+        if trial % 2 == 0 {
+            delete_node(&fx.env.admin, &node).await;
+        } else {
+            let taint = serde_json::json!({"spec": {"taints": [
+                {"key": OUT_OF_SERVICE, "value": "nodeshutdown", "effect": "NoExecute"}
+            ]}});
+            nodes
+                .patch(
+                    &node,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&taint),
+                )
+                .await
+                .unwrap();
+        }
+        wait_until(&format!("trial {trial}: {node} released"), || async {
+            manager.attached_nodes(&v.id).is_empty()
+        })
+        .await;
+        took.push(started.elapsed());
+        assert!(fx.recorded_nodes(&v).await.is_empty(), "trial {trial}");
+    }
+    watch.abort();
+    took.sort();
+    eprintln!(
+        "node watch release over {trials} trials: p50 {:?}, max {:?}",
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+}
+
 fn apiserver(scripts: &Path, state: &Path, action: &str) {
     let status = std::process::Command::new(scripts.join("apiserver.sh"))
         .arg(state)

@@ -56,6 +56,10 @@ struct Row {
     settled: u64,
     /// After three more paged walks: flat means high-water, growing means a leak.
     repeated: u64,
+    /// A second controller process that only pages (so the one-reply listing's high-water
+    /// mark does not hide what paging costs): first walk, and RSS after four walks.
+    fresh_paged: Duration,
+    fresh_after: u64,
 }
 
 async fn controller_at(volumes: usize) -> Row {
@@ -90,6 +94,19 @@ async fn controller_at(volumes: usize) -> Row {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let repeated = usage(pid).rss_kib;
+    drop(c);
+    drop(ctl);
+
+    let mut ctl = rig.controller("scale-paged", &[]);
+    let (_, mut c) = ctl.clients().await;
+    let t = Instant::now();
+    walk(&mut c, volumes).await;
+    let fresh_paged = t.elapsed();
+    for _ in 0..3 {
+        walk(&mut c, volumes).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fresh_after = usage(ctl.pid()).rss_kib;
     Row {
         volumes,
         startup,
@@ -101,6 +118,8 @@ async fn controller_at(volumes: usize) -> Row {
         after_paged,
         settled,
         repeated,
+        fresh_paged,
+        fresh_after,
     }
 }
 
@@ -166,13 +185,13 @@ fn main() {
     rt.block_on(async {
         println!("## Scale benchmark (cargo bench -p rds-csi --bench scale)\n");
         println!(
-            "| volumes on the RDS | start → Probe ready ms | RSS idle MiB | ListVolumes (all, one reply) ms | RSS after MiB | ListVolumes paged (500) pages / ms | RSS after MiB | RSS 3 s later MiB | RSS after 3 more paged walks MiB |"
+            "| volumes on the RDS | start → Probe ready ms | RSS idle MiB | ListVolumes (all, one reply) ms | RSS after MiB | ListVolumes paged (500) pages / ms | RSS after MiB | RSS 3 s later MiB | RSS after 3 more paged walks MiB | paging only (fresh process): first walk ms | its RSS after 4 walks MiB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for n in [0, 1_000, 10_000] {
             let r = controller_at(n).await;
             println!(
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
                 r.volumes,
                 ms(r.startup),
                 mib(r.idle),
@@ -182,7 +201,9 @@ fn main() {
                 ms(r.paged),
                 mib(r.after_paged),
                 mib(r.settled),
-                mib(r.repeated)
+                mib(r.repeated),
+                ms(r.fresh_paged),
+                mib(r.fresh_after)
             );
         }
         println!(

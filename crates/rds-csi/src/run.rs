@@ -395,11 +395,12 @@ fn fencing_cluster(s: &ServeArgs, k: &KubeArgs, kube: Option<::kube::Client>) ->
     match kube {
         Some(client) => {
             let events = Arc::new(EventRecorder::new(client.clone(), component::CONTROLLER));
-            Arc::new(
-                KubeCluster::new(client, s.driver_name.clone())
-                    .with_events(events)
-                    .with_timeout(k.kube_timeout),
-            )
+            let cluster = KubeCluster::new(client, s.driver_name.clone())
+                .with_events(events)
+                .with_timeout(k.kube_timeout);
+            // Runs for the life of the process, as the cluster it serves does.
+            drop(cluster.start_pv_index());
+            Arc::new(cluster)
         }
         None => {
             error!(driver = %s.driver_name, "attachment fences are kept in memory only (--no-kubernetes) and are forgotten on restart");
@@ -422,6 +423,7 @@ async fn start_fencing(
     ha: Option<Arc<HaGate>>,
 ) -> Result<Arc<AttachmentManager>, String> {
     let pods = kube.clone().filter(|_| k.enable_vmi_serialization);
+    let nodes = kube.clone();
     let cluster = fencing_cluster(s, k, kube);
     let config = FencingConfig {
         api_timeout: k.kube_timeout,
@@ -432,14 +434,22 @@ async fn start_fencing(
     if let Some(grouper) = vmi_grouper(k, pods, cluster) {
         manager = manager.with_serializer(grouper);
     }
+    // The Node watch acts only while the manager is ready (rebuilt, and leading with HA).
+    let watch = |m: &Arc<AttachmentManager>| {
+        if let Some(client) = nodes {
+            drop(driver::kube::watch_nodes(client, m.clone(), k.kube_timeout));
+        }
+    };
     if let Some(gate) = ha {
         let manager = Arc::new(manager.with_leader_gate(gate));
+        watch(&manager);
         info!(
             "leader election on: attachment state is rebuilt when this replica becomes the leader"
         );
         return Ok(manager);
     }
     let manager = Arc::new(manager);
+    watch(&manager);
     let report = manager
         .rebuild()
         .await

@@ -49,6 +49,7 @@ fn start_controller(
         ])
         .arg("--rds-key-file")
         .arg(dir.join("id"))
+        .args(lease_flags())
         .env("POD_NAME", pod)
         .stderr(Stdio::null())
         .spawn()
@@ -59,6 +60,31 @@ fn start_controller(
         std::thread::sleep(Duration::from_millis(100));
     }
     Proc(child)
+}
+
+/// `RDS_CSI_HA_LEASE=<duration>,<renew deadline>,<retry period>` (e.g. `6s,4s,1s`) runs the
+/// replicas with those leader-election settings, to measure the failover each one gives;
+/// unset, the defaults.
+fn lease_flags() -> Vec<String> {
+    let Ok(spec) = std::env::var("RDS_CSI_HA_LEASE") else {
+        return Vec::new();
+    };
+    let parts: Vec<&str> = spec.split(',').collect();
+    assert_eq!(
+        parts.len(),
+        3,
+        "RDS_CSI_HA_LEASE={spec}: want lease,renew,retry"
+    );
+    let flags = [
+        "--leader-election-lease-duration",
+        "--leader-election-renew-deadline",
+        "--leader-election-retry-period",
+    ];
+    flags
+        .iter()
+        .zip(parts)
+        .flat_map(|(f, v)| [f.to_string(), v.to_string()])
+        .collect()
 }
 
 fn lease_holder(admin: &str, lease: &str) -> String {

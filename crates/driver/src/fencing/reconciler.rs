@@ -1,5 +1,9 @@
 //! The background reconciler: repairs what no RPC will repair.
 //!
+//! Deleted and out-of-service nodes are normally released within seconds by the Node watch
+//! (`crate::kube::watch_nodes`, through `release_node`); the periodic pass is the safety net for
+//! whatever a watch missed, and the only check outside Kubernetes.
+//!
 //! Each pass (one at start, then every `reconcile_interval`):
 //! - clears the attachments of nodes whose Node object is gone, or that carry the
 //!   `node.kubernetes.io/out-of-service` taint (the operator declared them down; Kubernetes
@@ -109,6 +113,57 @@ impl AttachmentManager {
         self.report_stuck_detaches(&mut report).await;
         self.report_overdue_migrations(&mut report).await;
         report
+    }
+
+    /// Every node holding at least one volume.
+    pub fn holders(&self) -> HashSet<String> {
+        self.map().values().flat_map(|a| a.node_names()).collect()
+    }
+
+    /// Clears `node`'s attachments when Kubernetes says it is deleted or out of service, read
+    /// afresh here whatever prompted the call (a watch event only says where to look). Nothing
+    /// is read for a node that holds no volume. API errors keep the attachments (fail-open, as
+    /// in a pass); returns the (volume, node) pairs cleared.
+    pub async fn release_node(&self, node: &str) -> Vec<(String, String)> {
+        if !self.is_ready() {
+            return Vec::new();
+        }
+        let volumes: Vec<String> = self
+            .map()
+            .iter()
+            .filter(|(_, a)| a.holds(node))
+            .map(|(v, _)| v.clone())
+            .collect();
+        if volumes.is_empty() {
+            return Vec::new();
+        }
+        let why = match self
+            .call("looking up a node", self.cluster.node_state(node))
+            .await
+        {
+            Ok(NodeState::Absent) => "deleted",
+            Ok(NodeState::Present {
+                out_of_service: true,
+            }) => "out-of-service",
+            Ok(NodeState::Present { .. }) => return Vec::new(),
+            Err(e) => {
+                warn!(node, error = %e, "cannot check node; keeping its attachments");
+                bump(&self.counters.reconcile_errors, 1);
+                return Vec::new();
+            }
+        };
+        let mut cleared = Vec::new();
+        for volume in volumes {
+            match self.clear_node(&volume, node, why).await {
+                Ok(true) => cleared.push((volume, node.to_string())),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(volume = %volume, node, error = %e, "could not record clearing the attachment; keeping it");
+                    bump(&self.counters.reconcile_errors, 1);
+                }
+            }
+        }
+        cleared
     }
 
     /// Removes `node` from `volume` if it still holds it; `Ok(false)` when it no longer did.

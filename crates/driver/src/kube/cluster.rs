@@ -15,6 +15,7 @@ use tracing::warn;
 use super::api_errors::bounded;
 use super::events::{EventRecorder, component};
 use super::objects;
+use super::pv_index::{self, PvIndex};
 use crate::fencing::cluster::{
     Cluster, ClusterError, NodeState, PvInfo, VolumeAttachmentInfo, VolumeEvent,
 };
@@ -29,6 +30,8 @@ pub struct KubeCluster {
     driver_name: String,
     timeout: Duration,
     events: Arc<EventRecorder>,
+    /// Handle → PV names for PVs not named after their slot (static PVs); see `start_pv_index`.
+    pv_index: Arc<PvIndex>,
 }
 
 impl KubeCluster {
@@ -41,7 +44,57 @@ impl KubeCluster {
             driver_name,
             timeout: Duration::from_secs(10),
             events,
+            pv_index: Arc::default(),
         }
+    }
+
+    /// Starts the watch that keeps the handle → PV index current; abort the handle to stop it.
+    /// Until its first listing completed (and without it) lookups of PVs not named after their
+    /// slot list every PV, as a controller without the index must.
+    pub fn start_pv_index(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(pv_index::run(
+            self.client.clone(),
+            self.driver_name.clone(),
+            Arc::clone(&self.pv_index),
+            super::node_watch::watch_secs(self.timeout),
+        ))
+    }
+
+    /// True once the index answers lookups (its first listing arrived).
+    pub fn pv_index_ready(&self) -> bool {
+        self.pv_index.is_ready()
+    }
+
+    /// The PV names the index holds for `volume_handle`; `None` while it cannot answer.
+    pub fn indexed_pv_names(&self, volume_handle: &str) -> Option<Vec<String>> {
+        self.pv_index.names(volume_handle)
+    }
+
+    /// The PV named `name` when it is a CSI volume of this driver.
+    async fn pv_named(&self, name: &str) -> Result<Option<PvInfo>, ClusterError> {
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
+        let what = format!("reading PersistentVolume {name}");
+        let pv = bounded(&what, self.timeout, api.get_opt(name)).await?;
+        Ok(pv.and_then(|pv| objects::pv_info(&pv, &self.driver_name)))
+    }
+
+    /// The old way, for when the index cannot answer: every PV, filtered here (PVs have no
+    /// field selector on spec.csi).
+    async fn pv_by_listing(&self, volume_handle: &str) -> Result<Option<PvInfo>, ClusterError> {
+        let mut found: Vec<PvInfo> = self
+            .list_pvs()
+            .await?
+            .into_iter()
+            .filter(|pv| pv.volume_handle == volume_handle)
+            .collect();
+        if found.len() > 1 {
+            // Two PVs for one disk (static provisioning gone wrong): fencing works on the first
+            // by name so the choice is at least stable; an operator must fix the duplicate.
+            found.sort_by(|a, b| a.name.cmp(&b.name));
+            let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
+            warn!(volume_handle, pvs = ?names, "several PVs share one volume handle");
+        }
+        Ok(found.into_iter().next())
     }
 
     /// Uses `recorder` for `post_event`, so the whole process shares one recorder.
@@ -89,23 +142,36 @@ impl KubeCluster {
 
 #[async_trait::async_trait]
 impl Cluster for KubeCluster {
+    /// One GET in the common case: the index names the PV (smallest name first when several
+    /// share the handle, as a listing chose); when it names none that verifies, the PV named
+    /// after the slot is tried, as the provisioner names a PV after the CSI volume name, which
+    /// is the slot (that covers a PV too new for the index). Whatever the name came from, the
+    /// PV read is checked for this driver and this exact handle. Without a ready index a miss
+    /// lists every PV, as before. A PV too new for the index and not named after its slot is
+    /// missed: its volume is then fenced in memory only, with the warning fencing gives for
+    /// volumes without a PV.
     async fn pv_by_handle(&self, volume_handle: &str) -> Result<Option<PvInfo>, ClusterError> {
-        // PVs have no field selector on spec.csi, so filter client-side. Listing on every call
-        // keeps fencing off any cache that could be stale.
-        let mut found: Vec<PvInfo> = self
-            .list_pvs()
-            .await?
-            .into_iter()
-            .filter(|pv| pv.volume_handle == volume_handle)
-            .collect();
-        if found.len() > 1 {
-            // Two PVs for one disk (static provisioning gone wrong): fencing works on the first
-            // by name so the choice is at least stable; an operator must fix the duplicate.
-            found.sort_by(|a, b| a.name.cmp(&b.name));
-            let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
-            warn!(volume_handle, pvs = ?names, "several PVs share one volume handle");
+        let indexed = self.pv_index.names(volume_handle);
+        let slot = slot_name(volume_handle);
+        let mut tried_slot = false;
+        for name in indexed.iter().flatten() {
+            tried_slot |= slot == Some(name.as_str());
+            if let Some(pv) = self.pv_named(name).await?
+                && pv.volume_handle == volume_handle
+            {
+                return Ok(Some(pv));
+            }
         }
-        Ok(found.into_iter().next())
+        if let Some(name) = slot.filter(|_| !tried_slot)
+            && let Some(pv) = self.pv_named(name).await?
+            && pv.volume_handle == volume_handle
+        {
+            return Ok(Some(pv));
+        }
+        match indexed {
+            Some(_) => Ok(None),
+            None => self.pv_by_listing(volume_handle).await,
+        }
     }
 
     async fn list_pvs(&self) -> Result<Vec<PvInfo>, ClusterError> {
@@ -175,5 +241,36 @@ impl Cluster for KubeCluster {
 
     async fn post_event(&self, event: VolumeEvent) {
         self.events.post(&event).await;
+    }
+}
+
+/// The PV name the provisioner gives a volume with this handle (its slot), when the slot is a
+/// valid object name at all.
+fn slot_name(volume_handle: &str) -> Option<&str> {
+    let slot = volume_handle
+        .rsplit_once(':')
+        .map_or(volume_handle, |(_, s)| s);
+    let valid = !slot.is_empty()
+        && slot.len() <= 253
+        && slot
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && slot.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && slot.ends_with(|c: char| c.is_ascii_alphanumeric());
+    valid.then_some(slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_name;
+
+    #[test]
+    fn the_slot_of_a_handle_is_the_pv_name_to_try_when_it_can_be_one() {
+        let uuid = "pvc-1c7e0a8e-0c55-4e55-9d6b-2b1f6f6c9a10";
+        assert_eq!(slot_name(&format!("default:{uuid}")), Some(uuid));
+        assert_eq!(slot_name(uuid), Some(uuid));
+        assert_eq!(slot_name("default:pvc-UPPER"), None);
+        assert_eq!(slot_name("default:"), None);
+        assert_eq!(slot_name("default:pvc-a/b"), None);
     }
 }

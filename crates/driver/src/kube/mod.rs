@@ -1,10 +1,11 @@
 //! Kubernetes access for the driver: the real implementation of `fencing::cluster::Cluster`,
 //! the process's one event recorder, and the VMI grouper's pod lookup (opt-in).
 //!
-//! Everything here talks to the API server directly (no informer caches): fencing decisions
-//! must never be taken on stale data, and the objects involved (this driver's PVs and
-//! VolumeAttachments) are few. Every request runs under a deadline so a wedged API server turns
-//! into `ClusterError::Unavailable` instead of a hung CSI call.
+//! Fencing decisions are taken on objects read from the API server, never on a cache: the one
+//! watch-fed structure (`pv_index`, volume handle → PV name) only says which PV to read, and
+//! writes stay conditional on the resourceVersion of that read. Every request runs under a
+//! deadline so a wedged API server turns into `ClusterError::Unavailable` instead of a hung CSI
+//! call.
 
 mod api_errors;
 mod cluster;
@@ -12,7 +13,9 @@ mod connect;
 mod events;
 pub mod leader;
 mod node_events;
+mod node_watch;
 mod objects;
+mod pv_index;
 mod vmi_lookup;
 
 pub use cluster::KubeCluster;
@@ -20,5 +23,6 @@ pub use connect::{ClientSettings, client};
 pub use events::{EventRecorder, component};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use node_events::{NodeEvents, pv_name_of};
+pub use node_watch::watch_nodes;
 pub use objects::OUT_OF_SERVICE_TAINT;
 pub use vmi_lookup::KubeVmiLookup;
