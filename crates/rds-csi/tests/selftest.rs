@@ -457,3 +457,20 @@ async fn an_unpinned_host_key_is_refused_before_any_command() {
     );
     assert!(rig.sim.commands().is_empty());
 }
+
+/// `--report -` for a controller image without a shell: the JSON alone on stdout, the
+/// transcript on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_to_stdout_keeps_the_transcript_on_stderr() {
+    let rig = Rig::start().await;
+    let out = rig.run(&["--read-only", "--report", "-"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["read_only"], true);
+    assert!(doc["steps"].as_array().unwrap().len() >= 4);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PASS capacity") && err.contains("summary: "),
+        "{err}"
+    );
+}

@@ -45,7 +45,7 @@ pub struct SelftestArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Write every step's raw RouterOS output (host names, addresses and keys redacted) to this
-    /// file as JSON, for a bug report.
+    /// file as JSON, for a bug report; `-` writes it to stdout (the step lines go to stderr).
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Leftovers of a selftest that started less than this long ago are taken for a run still
@@ -71,6 +71,13 @@ pub struct SelftestArgs {
     pub nvme_cli: PathBuf,
 }
 
+/// One transcript line through [`Ctx::say`].
+macro_rules! say {
+    ($ctx:expr, $($fmt:tt)*) => {
+        $ctx.say(&format!($($fmt)*))
+    };
+}
+
 /// Cleanup gets this long after the steps end, however they ended.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -84,7 +91,8 @@ enum End {
 pub async fn run(a: SelftestArgs) -> Result<(), String> {
     let ctx = context(&a)?;
     let redactor = redactor(&a)?;
-    println!(
+    say!(
+        ctx,
         "rds-csi selftest {}: run {} on {} under {}{}",
         env!("CARGO_PKG_VERSION"),
         ctx.run.label(),
@@ -113,7 +121,8 @@ pub async fn run(a: SelftestArgs) -> Result<(), String> {
         ))),
     }
     if matches!(end, End::Signal | End::Deadline) {
-        println!(
+        say!(
+            ctx,
             "{}",
             results.last().map(StepResult::line).unwrap_or_default()
         );
@@ -126,13 +135,14 @@ pub async fn run(a: SelftestArgs) -> Result<(), String> {
                 &format!("cleanup did not finish within {CLEANUP_TIMEOUT:?}; the next run removes what is left"))),
             () = signal() => cleanup_failed("cleanup interrupted by a second signal; the next run removes what is left"),
         };
-        println!("{}", c.line());
+        say!(ctx, "{}", c.line());
         Some(c)
     };
     let mut all = results.clone();
     all.extend(cleanup.clone());
     let summary = Summary::of(&all);
-    println!(
+    say!(
+        ctx,
         "summary: {} in {} ms (run {})",
         summary.line(),
         started.elapsed().as_millis(),
@@ -154,9 +164,15 @@ pub async fn run(a: SelftestArgs) -> Result<(), String> {
                 "warnings": summary.warned,
             },
         });
-        report::write(path, &doc)
-            .map_err(|e| format!("writing the report {}: {e}", path.display()))?;
-        println!("report written to {}", path.display());
+        if path.as_os_str() == "-" {
+            let text = serde_json::to_string_pretty(&doc)
+                .map_err(|e| format!("rendering the report: {e}"))?;
+            println!("{text}");
+        } else {
+            report::write(path, &doc)
+                .map_err(|e| format!("writing the report {}: {e}", path.display()))?;
+            say!(ctx, "report written to {}", path.display());
+        }
     }
     let interrupted = !matches!(end, End::Finished);
     if summary.failed > 0 || interrupted {
@@ -356,6 +372,7 @@ fn context(a: &SelftestArgs) -> Result<Ctx, String> {
         read_only: a.read_only,
         leftover_grace: a.leftover_grace,
         node,
+        lines_to_stderr: a.report.as_ref().is_some_and(|p| p.as_os_str() == "-"),
     })
 }
 

@@ -47,6 +47,19 @@ pub struct Ctx {
     /// Leftovers of runs younger than this may belong to a run still going elsewhere.
     pub leftover_grace: Duration,
     pub node: Option<NodeHalf>,
+    /// Step lines go to stderr when stdout carries the report (`--report -`).
+    pub lines_to_stderr: bool,
+}
+
+impl Ctx {
+    /// Prints one line of the run's transcript.
+    pub fn say(&self, line: &str) {
+        if self.lines_to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
 }
 
 /// Collects results and prints each step's line as it finishes.
@@ -86,7 +99,7 @@ impl<'a> Runner<'a> {
                 duration: Duration::ZERO,
                 exchanges: Vec::new(),
             };
-            println!("{}", r.line());
+            self.ctx.say(&r.line());
             self.results.push(r);
             return false;
         }
@@ -104,7 +117,7 @@ impl<'a> Runner<'a> {
             duration: started.elapsed(),
             exchanges: self.ctx.recorder.since(mark),
         };
-        println!("{}", r.line());
+        self.ctx.say(&r.line());
         if status == Status::Fail {
             self.stopped = Some(format!("{name} failed"));
         }
@@ -155,7 +168,7 @@ impl<'a> Runner<'a> {
                 (Some(why), _) => super::node::skipped(&why),
             };
             for r in results {
-                println!("{}", r.line());
+                ctx.say(&r.line());
                 if r.status == Status::Fail && self.stopped.is_none() {
                     self.stopped = Some(format!("{} failed", r.name));
                 }
