@@ -474,3 +474,45 @@ async fn report_to_stdout_keeps_the_transcript_on_stderr() {
         "{err}"
     );
 }
+
+/// Firmware that silently ignores the host ACL property: a warning (hostFencing is opt-in), and
+/// the snapshot and clone shapes are still tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignored_host_acl_warns_and_the_run_goes_on() {
+    let rig = Rig::start().await;
+    rig.sim.faults().set_latency(Duration::from_millis(100));
+    let child = rig.spawn(&[]);
+    let sim = &rig.sim;
+    // The grow is also a `/disk set`: arm the rewrite once the grow's verifying print arrived.
+    wait_for("the grow and its print", Duration::from_secs(30), || {
+        let cmds = sim.commands();
+        cmds.iter()
+            .position(|c| c.ends_with("file-size=1088M"))
+            .is_some_and(|i| cmds[i..].iter().any(|c| c.starts_with("/disk print")))
+    })
+    .await;
+    rig.sim.faults().rewrite_next(
+        "/disk set",
+        "nvme-tcp-server-allow-host-name=\"nqn",
+        "comment=\"nqn",
+    );
+    let out = finish(child).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        status_of(&out, "acl-set").as_deref(),
+        Some("WARN"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("leave it off"), "{}", text(&out));
+    for step in ["acl-clear", "snapshot", "clone", "disk-remove", "cleanup"] {
+        assert_eq!(
+            status_of(&out, step).as_deref(),
+            Some("PASS"),
+            "{step}: {}",
+            text(&out)
+        );
+    }
+    assert!(stdout(&out).contains("1 warnings"), "{}", text(&out));
+    rig.assert_clean(&out);
+}

@@ -157,8 +157,12 @@ impl<'a> Runner<'a> {
         self.step("print-pattern", print_pattern(ctx, &state)).await;
         self.step("disk-set-grow", grow(ctx, &vol, &mut state))
             .await;
-        self.step("acl-set", acl(ctx, &vol, Some(ACL_HOST))).await;
-        self.step("acl-clear", acl(ctx, &vol, None)).await;
+        // Host ACLs only matter to StorageClasses with hostFencing (opt-in): a firmware without
+        // them is worth a warning, not a stop before the snapshot shapes are tried.
+        self.step_as("acl-set", Status::Warn, acl(ctx, &vol, Some(ACL_HOST)))
+            .await;
+        self.step_as("acl-clear", Status::Warn, acl(ctx, &vol, None))
+            .await;
         if let Some(node) = &ctx.node {
             let stop = self.stopped.clone();
             let expect = state.size;
@@ -293,6 +297,12 @@ async fn leftovers(ctx: &Ctx) -> StepOutcome {
     if inv.is_empty() {
         return Ok("no selftest disks or files on the RDS".into());
     }
+    if ctx.read_only {
+        return Ok(format!(
+            "on the RDS: {}; a run without --read-only removes an earlier run's leftovers and refuses to start next to anything else",
+            inv.describe()
+        ));
+    }
     if !inv.foreign.is_empty() {
         return Err(format!(
             "refusing to start: {} carry the selftest's names but were not made by it; remove or rename them",
@@ -305,12 +315,6 @@ async fn leftovers(ctx: &Ctx) -> StepOutcome {
             "refusing to start: run(s) {} started less than {:?} ago and may still be going ({}); wait, or pass --leftover-grace 0s if none is",
             young.join(", "),
             ctx.leftover_grace,
-            inv.describe()
-        ));
-    }
-    if ctx.read_only {
-        return Ok(format!(
-            "left by an earlier run: {}; a run without --read-only removes them",
             inv.describe()
         ));
     }
@@ -538,7 +542,12 @@ async fn acl(ctx: &Ctx, vol: &Slot, host: Option<&str>) -> StepOutcome {
         .client
         .set_allowed_host(vol, host.as_ref())
         .await
-        .map_err(|e| explain(&e))?;
+        .map_err(|e| {
+            format!(
+                "{} (StorageClasses with hostFencing would fail to publish; leave it off)",
+                explain(&e)
+            )
+        })?;
     let got = d.allow_host.as_deref().unwrap_or("<not printed>");
     let meaning = if host.is_some() {
         "one host"
