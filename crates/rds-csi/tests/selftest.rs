@@ -516,3 +516,59 @@ async fn an_ignored_host_acl_warns_and_the_run_goes_on() {
     assert!(stdout(&out).contains("1 warnings"), "{}", text(&out));
     rig.assert_clean(&out);
 }
+
+/// Nothing listens: `connect` fails with the cause, the rest is skipped, and no cleanup round
+/// repeats the same connection errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_rds_fails_at_connect_and_sends_nothing() {
+    let rig = Rig::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = Command::new(BIN);
+    c.args([
+        "selftest",
+        "--log-level",
+        "error",
+        "--rds-address",
+        "127.0.0.1",
+    ])
+    .args(["--rds-port", &port.to_string()])
+    .arg("--rds-key-file")
+    .arg(&rig.key)
+    .args(["--rds-host-key", &rig.sim.host_key_fingerprint()])
+    .args(["--rds-connect-timeout", "2s"]);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(
+        status_of(&out, "connect").as_deref(),
+        Some("FAIL"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).contains("connection trouble"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(status_of(&out, "disk-add").as_deref(), Some("SKIP"));
+    let cleanup = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("PASS cleanup"))
+        .map(str::to_string);
+    assert!(
+        cleanup.is_some_and(|l| l.contains("nothing to clean")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
