@@ -311,6 +311,16 @@ mod tests {
     }
 
     #[test]
+    fn connects_are_confined_to_selftest_nqns() {
+        use crate::selftest::names::{self, Role, RunId};
+        let prefix = ManagedPrefix::new(names::nqn_prefix()).unwrap();
+        let slot = RunId::new(1_764_870_000).slot(Role::Vol).unwrap();
+        let nqn = Nqn::new(names::nqn(&slot).unwrap().as_str()).unwrap();
+        prefix.ensure(&nqn).unwrap();
+        assert!(!prefix.matches("nqn.2000-02.com.mikrotik:pvc-1c7e"));
+    }
+
+    #[test]
     fn pattern_round_trips_through_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("dev");
