@@ -572,3 +572,35 @@ async fn an_unreachable_rds_fails_at_connect_and_sends_nothing() {
         started.elapsed()
     );
 }
+
+/// The overall deadline ends the steps wherever they are; the cleanup still removes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overall_deadline_stops_the_steps_and_cleans_up() {
+    let rig = Rig::start().await;
+    rig.sim.faults().set_latency(Duration::from_millis(200));
+    let out = rig.run(&["--timeout", "2s"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("FAIL interrupted"))
+        .map(str::to_string);
+    assert!(
+        line.is_some_and(|l| l.contains("did not finish within --timeout 2s")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        status_of(&out, "cleanup").as_deref(),
+        Some("PASS"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        rig.sim
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("/disk add")),
+        "the deadline fell after something was created"
+    );
+    rig.assert_clean(&out);
+}
