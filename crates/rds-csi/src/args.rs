@@ -43,6 +43,9 @@ pub enum Command {
     /// Serve the KubeVirt hotplug handoff guard: a validating webhook that delays deleting an
     /// old hotplug attachment pod until its replacement holds every volume (docs/kubevirt.md).
     HotplugGuard(crate::guard_cmd::GuardArgs),
+    /// Prove on a real RDS that it speaks the RouterOS dialect the driver expects: every command
+    /// shape the controller uses, on scratch disks it creates and removes (docs/operations.md).
+    Selftest(crate::selftest::SelftestArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

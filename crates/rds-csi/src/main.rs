@@ -8,6 +8,7 @@ mod guard_cmd;
 mod http;
 mod logging;
 mod run;
+mod selftest;
 mod shutdown;
 mod sim_cmd;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string()),
             Command::Orphans(a) => http::print_orphans(&a.url, a.timeout).await,
             Command::HotplugGuard(a) => guard_cmd::run(a).await,
+            Command::Selftest(a) => selftest::run(a).await,
         }
     });
     match result {

@@ -22,6 +22,7 @@ const SUBCOMMANDS: &[&str] = &[
     "csi",
     "orphans",
     "hotplug-guard",
+    "selftest",
 ];
 
 fn repo_root() -> PathBuf {

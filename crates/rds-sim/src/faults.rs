@@ -7,6 +7,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::style::OutputStyle;
+
 /// When a dropped or hung command takes effect relative to applying it.
 ///
 /// Both are needed: "before" proves the client retries safely, "after" proves it can resolve
@@ -33,6 +35,7 @@ pub(crate) struct Decision {
     pub errors_on_stderr: bool,
     /// Apply the command with this text replaced (`from`, `to`), but answer as if it ran as sent.
     pub rewrite: Option<(String, String)>,
+    pub style: OutputStyle,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +48,7 @@ struct State {
     hangs: Vec<(String, Timing)>,
     errors_on_stderr: bool,
     rewrites: Vec<(String, String, String)>,
+    style: OutputStyle,
 }
 
 /// Fault injection switches, shared with the running server. All methods take `&self` so a test
@@ -114,7 +118,11 @@ impl Faults {
         self.with(|s| s.errors_on_stderr = on);
     }
 
-    /// Back to a well-behaved RDS.
+    /// Lay listings out in `style` from now on (not a fault: a different terminal or firmware).
+    pub fn output_style(&self, style: OutputStyle) {
+        self.with(|s| s.style = style);
+    }
+
     /// The next command starting with `verb_prefix` is applied with `from` replaced by `to`
     /// and answered as success: firmware that silently ignores or alters a parameter, so
     /// the client's verification (and cleanup of what it made) can be tested for real.
@@ -125,6 +133,7 @@ impl Faults {
         });
     }
 
+    /// Back to a well-behaved RDS.
     pub fn clear(&self) {
         self.with(|s| *s = State::default());
     }
@@ -159,6 +168,7 @@ impl Faults {
                 hang,
                 disk_full: s.disk_full,
                 errors_on_stderr: s.errors_on_stderr,
+                style: s.style,
             }
         })
     }

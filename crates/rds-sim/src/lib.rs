@@ -18,6 +18,7 @@ mod nvmet;
 mod render;
 mod server;
 mod sim;
+mod style;
 
 pub use config::{SimConfig, Storage};
 pub use error::SimError;
@@ -26,6 +27,7 @@ pub use keys::{ClientKey, generate_client_key, generate_client_key_rsa, write_cl
 pub use model::{Exporter, NoExporter, SimDisk, SimFile};
 pub use nvmet::{HostAccess, NvmetConfig, NvmetExporter};
 pub use sim::{Sim, run_until};
+pub use style::OutputStyle;
 
 /// Re-exported so callers can name durations without importing std.
 pub type Latency = std::time::Duration;

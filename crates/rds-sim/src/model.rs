@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use crate::command::{Arg, Cond, Request, Value, all_match};
 use crate::config::Storage;
 use crate::render;
+use crate::style::OutputStyle;
 
 /// A `/disk` entry as the simulator holds it (snapshot for test assertions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,10 +152,16 @@ impl Model {
         }
     }
 
-    pub fn execute(&mut self, req: &Request, disk_full: bool, uptime: &str) -> Outcome {
+    pub fn execute(
+        &mut self,
+        req: &Request,
+        disk_full: bool,
+        uptime: &str,
+        style: OutputStyle,
+    ) -> Outcome {
         match req {
             Request::DiskAdd(args) => self.disk_add(args, disk_full).map(|()| String::new()),
-            Request::DiskPrint(conds) => Ok(self.disk_print(conds)),
+            Request::DiskPrint(conds) => Ok(self.disk_print(conds, style)),
             Request::DiskSet { find, args } => {
                 self.disk_set(find, args, disk_full).map(|()| String::new())
             }
@@ -162,7 +169,7 @@ impl Model {
                 self.disk_remove(find);
                 Ok(String::new())
             }
-            Request::FilePrint(conds) => Ok(self.file_print(conds)),
+            Request::FilePrint(conds) => Ok(self.file_print(conds, style)),
             Request::FileRemove(find) => self.file_remove(find).map(|()| String::new()),
             Request::SystemResource => Ok(render::system_resource(
                 uptime,
@@ -376,17 +383,22 @@ impl Model {
         }
     }
 
-    fn disk_print(&self, conds: &[Cond]) -> String {
+    fn disk_print(&self, conds: &[Cond], style: OutputStyle) -> String {
         let mut records = Vec::new();
         if all_match(conds, |k| self.pool_prop(k)) {
-            records.push(render::pool_record(&self.pool, self.capacity, self.used()));
+            records.push(render::pool_record(
+                &self.pool,
+                self.capacity,
+                self.used(),
+                style,
+            ));
         }
         for d in &self.disks {
             if all_match(conds, |k| Self::disk_prop(d, k)) {
-                records.push(render::disk_record(d));
+                records.push(render::disk_record(d, style));
             }
         }
-        render::listing(Some(render::DISK_FLAGS), &records)
+        style.finish(render::listing(Some(render::DISK_FLAGS), &records))
     }
 
     /// Every file plus the directories that hold them, keyed by RouterOS name (no leading `/`).
@@ -408,7 +420,7 @@ impl Model {
         out
     }
 
-    fn file_print(&self, conds: &[Cond]) -> String {
+    fn file_print(&self, conds: &[Cond], style: OutputStyle) -> String {
         let records: Vec<String> = self
             .file_entries()
             .iter()
@@ -420,9 +432,9 @@ impl Model {
                     _ => None,
                 })
             })
-            .map(|(name, (size, modified))| render::file_record(name, *size, *modified))
+            .map(|(name, (size, modified))| render::file_record(name, *size, *modified, style))
             .collect();
-        render::listing(None, &records)
+        style.finish(render::listing(None, &records))
     }
 
     /// Refuses to delete the file of a live disk: deleting in-use images is the orphan-cleaner

@@ -6,12 +6,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::{SimDisk, file_type};
+use crate::style::OutputStyle;
 
 /// Legend printed before every `/disk print`, even when nothing matches (as real RouterOS does).
 pub(crate) const DISK_FLAGS: &str =
     "Flags: X - disabled, E - empty, B - block-device, M - mounted, F - formatting";
 
 /// Content columns per line: a terminal wraps at 80, and RouterOS leaves the last one free.
+#[cfg(test)]
 const WIDTH: usize = 79;
 /// Where properties start: index (2), space, flags (1), padding.
 const INDENT: usize = 5;
@@ -78,7 +80,13 @@ fn quoted(s: &str) -> String {
 /// Lays out one record. Each group starts a new line (RouterOS groups related properties);
 /// within a group words flow and wrap at [`WIDTH`]. A word too long for a whole line is cut
 /// mid-token and continues at its value column, as the hardware sample in `a28f18e` shows.
-pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) -> String {
+pub(crate) fn record(
+    index: usize,
+    flags: &str,
+    groups: &[Vec<(&str, String)>],
+    style: OutputStyle,
+) -> String {
+    let width = style.width();
     let mut lines: Vec<String> = Vec::new();
     let mut line = format!("{index:>2} {flags:<1}");
     while line.len() < INDENT {
@@ -86,7 +94,7 @@ pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) 
     }
     let mut fresh = true; // nothing but indentation on `line` yet
     for group in groups {
-        if !fresh {
+        if !fresh && style.group_lines() {
             lines.push(std::mem::take(&mut line));
             line = " ".repeat(INDENT);
             fresh = true;
@@ -98,7 +106,7 @@ pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) 
             for (wi, word) in text.split(' ').enumerate() {
                 let col_in_token = if wi == 0 { 0 } else { value_col };
                 let sep = usize::from(!fresh);
-                if line.len() + sep + word.len() <= WIDTH {
+                if line.len() + sep + word.len() <= width {
                     if !fresh {
                         line.push(' ');
                     }
@@ -110,7 +118,7 @@ pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) 
                     lines.push(std::mem::take(&mut line));
                     line = " ".repeat(INDENT);
                 }
-                if INDENT + word.len() <= WIDTH {
+                if INDENT + word.len() <= width {
                     line.push_str(word);
                     fresh = false;
                     continue;
@@ -119,13 +127,13 @@ pub(crate) fn record(index: usize, flags: &str, groups: &[Vec<(&str, String)>]) 
                 let cont_indent = INDENT + col_in_token.max(value_col);
                 let mut rest: &str = word;
                 let mut indent = INDENT;
-                while indent + rest.len() > WIDTH {
-                    let take = WIDTH - indent;
+                while indent + rest.len() > width {
+                    let take = width - indent;
                     let cut = floor_char_boundary(rest, take);
                     line.push_str(&rest[..cut]);
                     lines.push(std::mem::take(&mut line));
                     rest = &rest[cut..];
-                    indent = cont_indent.min(WIDTH - 10);
+                    indent = cont_indent.min(width - 10);
                     line = " ".repeat(indent);
                 }
                 line.push_str(rest);
@@ -194,7 +202,7 @@ fn renumber(record: &str, index: usize, width: usize) -> String {
     out
 }
 
-pub(crate) fn disk_record(d: &SimDisk) -> String {
+pub(crate) fn disk_record(d: &SimDisk, style: OutputStyle) -> String {
     let mut nvme: Vec<(&str, String)> = vec![(
         "nvme-tcp-export",
         if d.nvme_export { "yes" } else { "no" }.to_string(),
@@ -229,7 +237,7 @@ pub(crate) fn disk_record(d: &SimDisk) -> String {
             ],
             vec![("model", quoted(&d.file_path))],
             vec![
-                ("size", grouped(d.size)),
+                ("size", style.count(d.size)),
                 ("mount-filesystem", "yes".to_string()),
                 ("mount-read-only", "no".to_string()),
                 ("compress", "no".to_string()),
@@ -239,16 +247,17 @@ pub(crate) fn disk_record(d: &SimDisk) -> String {
             nvme,
             vec![("file-path", d.file_path.clone())],
             vec![
-                ("file-size", human(d.size)),
+                ("file-size", style.size(d.size)),
                 ("file-offset", "0".to_string()),
             ],
         ],
+        style,
     )
 }
 
 /// The pool is itself a `/disk` entry (mounted, hence flag `M`); the driver must filter it out
 /// of volume listings and reads capacity from it.
-pub(crate) fn pool_record(pool: &str, capacity: u64, used: u64) -> String {
+pub(crate) fn pool_record(pool: &str, capacity: u64, used: u64, style: OutputStyle) -> String {
     let used = used.min(capacity);
     let pct = used.saturating_mul(100).checked_div(capacity).unwrap_or(0);
     record(
@@ -267,22 +276,28 @@ pub(crate) fn pool_record(pool: &str, capacity: u64, used: u64) -> String {
                 ("file-system", "btrfs".to_string()),
             ],
             vec![
-                ("size", grouped(capacity)),
-                ("free", grouped(capacity - used)),
+                ("size", style.count(capacity)),
+                ("free", style.count(capacity - used)),
                 ("use", format!("{pct}%")),
             ],
         ],
+        style,
     )
 }
 
-pub(crate) fn file_record(name: &str, size: Option<u64>, modified: SystemTime) -> String {
+pub(crate) fn file_record(
+    name: &str,
+    size: Option<u64>,
+    modified: SystemTime,
+    style: OutputStyle,
+) -> String {
     let mut props = vec![("name", name.to_string())];
     props.push(("type", file_type(name, size)));
     if let Some(s) = size {
-        props.push(("size", human(s)));
+        props.push(("size", style.size(s)));
     }
     props.push(("last-modified", timestamp(modified)));
-    record(0, "", &[props])
+    record(0, "", &[props], style)
 }
 
 /// `key: value` lines with keys right-aligned, as RouterOS prints `/system resource`.
@@ -364,7 +379,7 @@ mod tests {
             ),
             allow_host: String::new(),
         };
-        let text = disk_record(&d);
+        let text = disk_record(&d, OutputStyle::Terminal);
         assert!(text.split("\r\n").all(|l| l.len() <= WIDTH), "{text}");
         let fp = text
             .split("\r\n")
@@ -377,6 +392,35 @@ mod tests {
         assert!(text.contains("size=10 737 418 240"));
         assert!(text.contains("file-size=10.0GiB"));
         assert!(!text.contains("status"));
+    }
+
+    #[test]
+    fn narrow_and_one_line_styles() {
+        let d = SimDisk {
+            slot: "rds-csi-selftest-1764870000-abcdef-vol".into(),
+            file_path: "/storage-pool/metal-csi/rds-csi-selftest/rds-csi-selftest-1764870000-abcdef-vol.img".into(),
+            size: (1 << 30) + (64 << 20),
+            nvme_export: true,
+            nvme_port: Some(4420),
+            nvme_nqn: Some("nqn.2000-02.com.mikrotik:rds-csi-selftest-1764870000-abcdef-vol".into()),
+            allow_host: String::new(),
+        };
+        let narrow = disk_record(&d, OutputStyle::Narrow);
+        assert!(narrow.split("\r\n").all(|l| l.len() <= 40), "{narrow}");
+        let pool = pool_record("storage-pool", 1 << 40, 3 << 30, OutputStyle::Narrow);
+        assert!(pool.split("\r\n").all(|l| l.len() <= 40), "{pool}");
+        assert!(
+            !pool.contains("free=1 099 508 "),
+            "a grouped number wraps across lines: {pool}"
+        );
+        let one =
+            OutputStyle::OneLine.finish(listing(None, &[disk_record(&d, OutputStyle::OneLine)]));
+        assert_eq!(one.lines().count(), 1, "{one}");
+        assert!(!one.contains('\r'));
+        assert!(
+            one.contains(" size=1140850688 ") && one.contains(" file-size=1140850688 "),
+            "{one}"
+        );
     }
 
     #[test]

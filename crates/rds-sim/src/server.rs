@@ -275,8 +275,8 @@ async fn run_command(
                 Some((from, to)) => line.replace(from.as_str(), to.as_str()),
                 None => line.clone(),
             };
-            let disk_full = decision.disk_full;
-            tokio::task::spawn_blocking(move || shared.apply(&line, disk_full))
+            let (disk_full, style) = (decision.disk_full, decision.style);
+            tokio::task::spawn_blocking(move || shared.apply_styled(&line, disk_full, style))
                 .await
                 .unwrap_or_else(|e| Err(format!("failure: rds-sim internal error: {e}")))
         }

@@ -18,6 +18,7 @@ use crate::faults::{Decision, Faults};
 use crate::keys;
 use crate::model::{Model, Outcome, SimDisk, SimFile};
 use crate::render;
+use crate::style::OutputStyle;
 
 /// How long `restart`/`shutdown` wait for cut connections to finish unwinding.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,9 +113,14 @@ impl Shared {
 
     /// Parses and runs one command against the model. Blocking (may touch backing files).
     pub fn apply(&self, line: &str, disk_full: bool) -> Outcome {
+        self.apply_styled(line, disk_full, OutputStyle::default())
+    }
+
+    /// [`Shared::apply`] with listings laid out in `style`.
+    pub fn apply_styled(&self, line: &str, disk_full: bool, style: OutputStyle) -> Outcome {
         let req = command::parse(line).map_err(|e| e.to_string())?;
         let uptime = render::uptime(lock(&self.booted).elapsed().as_secs());
-        lock(&self.model).execute(&req, disk_full, &uptime)
+        lock(&self.model).execute(&req, disk_full, &uptime, style)
     }
 }
 
