@@ -109,6 +109,8 @@ async fn controller_parts(
 ) -> Result<ControllerParts, String> {
     let ha = ha_gate(s, k, kube.clone())?;
     let backends = backends_from(r, metrics)?;
+    metrics.watch_pools(backends.clone());
+    metrics.watch_leadership(ha.clone().map(|g| g as Arc<dyn LeaderGate>));
     let identity = IdentityService::new(
         s.driver_name.clone(),
         VERSION.into(),

@@ -196,8 +196,19 @@ fn controller_scrape_shows_the_documented_metrics_and_audits_mutations() {
     )));
     assert!(succeeded(&csi(&socket, &["delete-volume", &id])));
 
+    // The pool figures come from the refresh made at start, not from the scrape.
+    let pool_ok = r#"rds_csi_pool_refresh_success{backend="default"}"#;
+    wait_for("pool figures", Duration::from_secs(30), || {
+        get(http_port, "/metrics").is_some_and(|(_, t)| sample(&t, pool_ok) == Some(1.0))
+    });
     let (code, text) = get(http_port, "/metrics").unwrap();
     assert_eq!(code, 200);
+    let size = sample(
+        &text,
+        r#"rds_csi_pool_size_bytes{backend="default",pool="storage-pool"}"#,
+    );
+    assert!(size.is_some_and(|s| s > 0.0), "{text}");
+    assert_eq!(sample(&text, "rds_csi_leader"), Some(1.0), "{text}");
     assert_eq!(
         scraped_names(&text),
         documented_names("controller"),

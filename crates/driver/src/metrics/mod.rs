@@ -7,7 +7,9 @@
 //! subsystems add theirs with [`Metrics::register_collector`] or [`Metrics::register`].
 
 mod fencing;
+mod leader;
 mod node;
+mod pool;
 mod routeros;
 mod rpc;
 mod ssh;
@@ -20,14 +22,18 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 pub use fencing::FencingCollector;
+pub use leader::LeaderCollector;
 pub use node::{NodeEventMetrics, NvmeCollector};
+pub use pool::{
+    PoolCache, PoolCollector, PoolFigures, REFRESH_INTERVAL, REFRESH_TIMEOUT, STALE_AFTER,
+};
 pub use routeros::RouterOsMetrics;
 pub use rpc::{RpcMetrics, code_name};
 pub use ssh::{HealthCollector, SshCollector};
 
 use crate::backend::Backends;
 use crate::error::DriverError;
-use crate::fencing::AttachmentManager;
+use crate::fencing::{AttachmentManager, LeaderGate};
 use crate::node::{NodeConfig, NodeObserver};
 
 /// Every metric name starts with this (followed by `_`).
@@ -113,6 +119,21 @@ impl Metrics {
     /// Exports the attachment manager's fencing stats, read on every scrape.
     pub fn watch_fencing(&self, manager: Arc<AttachmentManager>) {
         self.register_collector(Box::new(FencingCollector::new(manager)));
+    }
+
+    /// Exports the pool figures of these backends from a cache refreshed every
+    /// [`REFRESH_INTERVAL`] by a task this starts (needs a Tokio runtime); scrapes never query
+    /// the RDS. The task ends when this registry is dropped.
+    pub fn watch_pools(&self, backends: Arc<Backends>) -> Arc<PoolCache> {
+        let cache = PoolCache::new(backends, STALE_AFTER, REFRESH_TIMEOUT);
+        cache.spawn(REFRESH_INTERVAL);
+        self.register_collector(Box::new(PoolCollector::new(cache.clone())));
+        cache
+    }
+
+    /// Exports `rds_csi_leader` from the replica's leader gate (`None`: election off).
+    pub fn watch_leadership(&self, gate: Option<Arc<dyn LeaderGate>>) {
+        self.register_collector(Box::new(LeaderCollector::new(gate)));
     }
 
     /// Exports the orphan reconciler's counters, read on every scrape.
