@@ -654,7 +654,10 @@ fn record_skip(what: &str, why: &str) {
     let line = format!("SKIPPED {what}: {why}");
     let _ = writeln!(std::io::stderr(), "\n*** {line} ***\n");
     if let Some(path) = std::env::var_os("RDS_CSI_SKIP_LOG") {
-        let file = std::fs::OpenOptions::new().append(true).create(true).open(path);
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path);
         if let Ok(mut f) = file {
             let _ = writeln!(f, "{line}");
         }

@@ -195,8 +195,12 @@ fn check_failure(name: &str, text: &str) {
 #[test]
 fn every_recorded_sample_parses_with_its_parser() {
     let dir = samples_dir();
-    let entries = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("recorded RouterOS samples missing at {}: {e}", dir.display()));
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "recorded RouterOS samples missing at {}: {e}",
+            dir.display()
+        )
+    });
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
