@@ -3,7 +3,7 @@
 //! Only a hint for which PV to read: the caller reads the PV itself (one GET) and checks its
 //! handle and driver before using it, and every write is conditional on that read's
 //! resourceVersion. A stale or wrong entry can therefore cost a request, never a decision.
-//! Holding names only (not objects) keeps 10,000 PVs to about a megabyte.
+//! Holding names only (not objects) keeps 10,000 PVs to a few megabytes.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
