@@ -15,11 +15,22 @@ pub fn unsupported(cap: &VolumeCapability) -> Option<String> {
     let block = match &cap.access_type {
         Some(AccessType::Block(_)) => true,
         Some(AccessType::Mount(m)) => {
-            if !m.fs_type.is_empty() && !FS_TYPES.contains(&m.fs_type.as_str()) {
+            let Ok(fs) = m.fs_type.parse::<mount::FsType>() else {
                 return Some(format!(
                     "filesystem {:?} is not supported; use one of {FS_TYPES:?} (empty means ext4)",
                     m.fs_type
                 ));
+            };
+            // The node's own rule set: what it would refuse at NodeStage is refused here too.
+            // `exec` is left to the node, which alone knows whether the volume allows it.
+            let user: Vec<&str> = m
+                .mount_flags
+                .iter()
+                .map(String::as_str)
+                .filter(|f| *f != "exec")
+                .collect();
+            if let Err(e) = mount::build_mount_options(&user, Some(fs), Default::default()) {
+                return Some(bounded(&format!("mount options refused: {e}")));
             }
             false
         }
@@ -40,6 +51,19 @@ pub fn unsupported(cap: &VolumeCapability) -> Option<String> {
         Mode::Unknown => Some("volume capability has no access mode".into()),
         other => Some(format!("access mode {} is not supported", other.as_str_name())),
     }
+}
+
+/// Messages quote the caller's options: keep them short enough for a gRPC status.
+fn bounded(msg: &str) -> String {
+    const MAX: usize = 512;
+    if msg.len() <= MAX {
+        return msg.to_string();
+    }
+    let mut end = MAX;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &msg[..end], msg.len())
 }
 
 /// Validates a non-empty list of capabilities.

@@ -16,10 +16,11 @@ use tracing::{info, warn};
 
 use crate::backend::{Backend, Backends};
 use crate::capability;
+use crate::create_check::{Wanted, check_same_volume, request_fingerprint};
 use crate::error::{DriverError, Result};
 use crate::fencing::{AclTarget, AttachmentManager, HostAcl, PublishRequest, Sharing};
-use crate::locks::VolumeLocks;
 use crate::node_id::NodeId;
+use crate::ownership::{self, Marks, Owned};
 use crate::paging;
 use crate::params;
 use crate::rpc::{traced, traced_on_node};
@@ -29,7 +30,6 @@ use crate::volume_id::{self, VolumeId};
 
 pub struct ControllerService {
     backends: Arc<Backends>,
-    locks: VolumeLocks,
     /// Always present: publishing without a fence is how two nodes end up writing one volume.
     fencing: Arc<AttachmentManager>,
     /// RDS-side host ACL around `fencing` for volumes with `hostFencing` (docs/fencing.md).
@@ -64,9 +64,8 @@ pub const PC_FS_TYPE: &str = "fs_type";
 impl ControllerService {
     pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
         ControllerService {
-            snapshots: SnapshotService::new(backends.clone()),
+            snapshots: SnapshotService::new(backends.clone(), Arc::clone(&fencing)),
             backends,
-            locks: VolumeLocks::default(),
             host_acl: HostAcl::new(Arc::clone(&fencing)),
             fencing,
             listings: paging::Snapshots::default(),
@@ -120,14 +119,18 @@ impl ControllerService {
         let nqn = id
             .nqn()
             .map_err(|e| DriverError::Internal(format!("deriving the NQN of {id}: {e}")))?;
+        let marks = Marks {
+            host_fencing: p.host_fencing,
+            fingerprint: request_fingerprint(&req),
+        };
         let file_path = p
             .volume_dir
-            .join(&format!("{}.img", id.slot.as_str()))
+            .join(&ownership::file_name(&id.slot, &marks))
             .map_err(|e| {
                 DriverError::InvalidArgument(format!("backing file path for {id}: {e}"))
             })?;
 
-        let _guard = self.locks.lock(&id.to_string()).await;
+        let _guard = self.fencing.locks().lock(&id.to_string()).await;
         let spec = DiskAdd {
             slot: id.slot.clone(),
             file_path: file_path.clone(),
@@ -146,18 +149,24 @@ impl ControllerService {
             )
         })?;
         let disk = outcome.disk;
-        let capacity = disk.capacity_bytes().ok_or_else(|| {
+        let owned = ownership::owned(backend, &disk).map_err(|why| {
+            DriverError::AlreadyExists(format!(
+                "cannot create volume {id} for name {:?}: its slot is taken and the driver will not adopt the disk there; {why}",
+                req.name
+            ))
+        })?;
+        let mut capacity = disk.capacity_bytes().ok_or_else(|| {
             DriverError::Internal(format!("RDS did not report a size for volume {id}"))
         })?;
         if !outcome.created {
-            check_same_volume(
-                &id,
-                &disk,
-                &spec,
-                capacity,
+            let wanted = Wanted {
+                dir: &p.volume_dir,
+                marks: &marks,
+                port: p.nvme_port.get(),
                 bytes,
-                req.capacity_range.as_ref(),
-            )?;
+                range: req.capacity_range.as_ref(),
+            };
+            capacity = check_same_volume(&id, &disk, &owned, &wanted)?;
             info!(volume = %id, "volume already existed with the same parameters");
         }
         let port = disk.nvme_port.unwrap_or(p.nvme_port.get());
@@ -193,7 +202,19 @@ impl ControllerService {
             }
         };
         let backend = self.backend_of(&id)?;
-        let _guard = self.locks.lock(&id.to_string()).await;
+        let _guard = self.fencing.locks().lock(&req.volume_id).await;
+        // A disk removed under a live attachment is I/O errors on a node, or data written by
+        // a node that kept it: the CO must unpublish first (CSI: FAILED_PRECONDITION).
+        let mut holders = self.fencing.holders(&req.volume_id).await?;
+        if holders.is_empty() && req.volume_id != id.to_string() {
+            holders = self.fencing.holders(&id.to_string()).await?;
+        }
+        if !holders.is_empty() {
+            return Err(DriverError::FailedPrecondition(format!(
+                "volume {id} is still attached to node(s) {}; unpublish it (delete its VolumeAttachments) before deleting it",
+                holders.join(", ")
+            )));
+        }
         let disk = backend.client.get_disk(&id.slot).await.map_err(|e| {
             DriverError::rds(format!("looking up volume {id} before deleting it"), e)
         })?;
@@ -201,7 +222,9 @@ impl ControllerService {
             remove_leftover_files(&id, backend).await?;
             return Ok(pb::DeleteVolumeResponse {});
         };
-        ensure_managed(&id, backend, &disk)?;
+        ownership::owned(backend, &disk).map_err(|why| {
+            DriverError::FailedPrecondition(format!("{why}; refusing to delete it"))
+        })?;
         let outcome = backend
             .client
             .delete_found_disk(&disk)
@@ -213,13 +236,29 @@ impl ControllerService {
         Ok(pb::DeleteVolumeResponse {})
     }
 
-    async fn existing(&self, raw_id: &str) -> Result<(VolumeId, Arc<Backend>, Disk)> {
+    /// A volume id an RPC must find: malformed is INVALID_ARGUMENT, well formed but never one
+    /// of ours (`fake-vol-id-1`) is NOT_FOUND.
+    fn known_id(&self, raw_id: &str) -> Result<VolumeId> {
         if raw_id.is_empty() {
             return Err(DriverError::InvalidArgument("volume ID is required".into()));
         }
-        let id = self
-            .parse_id(raw_id)
-            .map_err(|why| DriverError::NotFound(format!("volume {raw_id:?} not found: {why}")))?;
+        if let Some(why) = VolumeId::malformed(raw_id) {
+            return Err(DriverError::InvalidArgument(why));
+        }
+        self.parse_id(raw_id)
+            .map_err(|why| DriverError::NotFound(format!("volume {raw_id:?} not found: {why}")))
+    }
+
+    /// The volume's disk, when it exists and is the driver's (`crate::ownership`). A disk under
+    /// the slot that is not the driver's is reported as absent (`Access::Report`, as ListVolumes
+    /// omits it) or refused with FAILED_PRECONDITION (`Access::Act`: the caller means a real
+    /// disk, and must learn why nothing happens to it).
+    async fn existing(
+        &self,
+        raw_id: &str,
+        access: Access,
+    ) -> Result<(VolumeId, Arc<Backend>, Disk, Owned)> {
+        let id = self.known_id(raw_id)?;
         let backend = self.backend_of(&id)?.clone();
         let disk = backend
             .client
@@ -229,7 +268,13 @@ impl ControllerService {
             .ok_or_else(|| {
                 DriverError::NotFound(format!("volume {id} not found on backend {}", backend.name))
             })?;
-        Ok((id, backend, disk))
+        let owned = ownership::owned(&backend, &disk).map_err(|why| match access {
+            Access::Report => DriverError::NotFound(format!("volume {id} not found: {why}")),
+            Access::Act(doing) => {
+                DriverError::FailedPrecondition(format!("{why}; refusing to {doing} it"))
+            }
+        })?;
+        Ok((id, backend, disk, owned))
     }
 
     async fn validate(
@@ -244,7 +289,7 @@ impl ControllerService {
                 "volume capabilities are required".into(),
             ));
         }
-        self.existing(&req.volume_id).await?;
+        self.existing(&req.volume_id, Access::Report).await?;
         if let Err(why) = capability::check_all(&req.volume_capabilities) {
             return Ok(pb::ValidateVolumeCapabilitiesResponse {
                 confirmed: None,
@@ -302,6 +347,9 @@ impl ControllerService {
                 DriverError::rds(format!("listing volumes on backend {}", backend.name), e)
             })?;
             for disk in disks {
+                if ownership::owned(backend, &disk).is_err() {
+                    continue;
+                }
                 if let Ok(id) = VolumeId::parse(&format!("{}:{}", backend.name, disk.slot), "") {
                     all.push((id, disk));
                 }
@@ -384,16 +432,19 @@ impl ControllerService {
                 )
             })?;
         let bytes = size::allocation(Some(range))?;
-        let id = self.parse_id(&req.volume_id).map_err(|why| {
-            DriverError::NotFound(format!("volume {:?} not found: {why}", req.volume_id))
-        })?;
-        let backend = self.backend_of(&id)?;
+        let id = self.known_id(&req.volume_id)?;
+        self.backend_of(&id)?;
         let block = req
             .volume_capability
             .as_ref()
             .is_some_and(|c| capability::all_block(std::slice::from_ref(c)));
-        let _guard = self.locks.lock(&id.to_string()).await;
-        let disk = match backend.client.resize_disk(&id.slot, ByteSize(bytes)).await {
+        let _guard = self.fencing.locks().lock(&req.volume_id).await;
+        let (id, backend, found, _) = self.existing(&req.volume_id, Access::Act("expand")).await?;
+        let disk = match backend
+            .client
+            .resize_found_disk(&id.slot, found, ByteSize(bytes))
+            .await
+        {
             Ok(disk) => disk,
             // Already larger than asked: CSI wants OK with the real size, and the RDS is
             // never asked to shrink.
@@ -436,9 +487,6 @@ impl ControllerService {
                 "invalid volume capability: {why}"
             )));
         }
-        // The volume must exist before anyone is fenced onto it; an RDS outage is UNAVAILABLE.
-        let (id, backend, disk) = self.existing(&req.volume_id).await?;
-        let publish_context = publish_context(&id, &backend, &disk, &req.volume_context, cap)?;
         let multi = cap
             .access_mode
             .as_ref()
@@ -453,11 +501,21 @@ impl ControllerService {
             },
             volume_context: req.volume_context.clone(),
         };
+        // Held from the existence check to the recorded attachment, so a DeleteVolume of the
+        // same volume runs wholly before (NOT_FOUND here) or after (refused while attached).
+        let held = self.fencing.hold_for_publish(&request).await;
+        // The volume must exist before anyone is fenced onto it; an RDS outage is UNAVAILABLE.
+        let (id, backend, disk, owned) =
+            self.existing(&req.volume_id, Access::Act("attach")).await?;
+        let publish_context = publish_context(&id, &backend, &disk, &req.volume_context, cap)?;
         let acl = AclTarget {
             slot: &id.slot,
             client: &backend.client,
         };
-        self.host_acl.publish(&request, &node, acl).await?;
+        let fenced = owned.marks.host_fencing;
+        self.host_acl
+            .publish(&request, &node, fenced, acl, &held)
+            .await?;
         Ok(pb::ControllerPublishVolumeResponse { publish_context })
     }
 
@@ -482,8 +540,9 @@ impl ControllerService {
         let acl = found
             .as_ref()
             .map(|(client, slot)| AclTarget { slot, client });
+        let held = self.fencing.hold_for_unpublish(&req.volume_id).await;
         self.host_acl
-            .unpublish(&req.volume_id, node.as_ref(), acl)
+            .unpublish(&req.volume_id, node.as_ref(), acl, &held)
             .await?;
         Ok(pb::ControllerUnpublishVolumeResponse {})
     }
@@ -492,7 +551,7 @@ impl ControllerService {
         &self,
         req: pb::ControllerGetVolumeRequest,
     ) -> Result<pb::ControllerGetVolumeResponse> {
-        let (id, _backend, disk) = self.existing(&req.volume_id).await?;
+        let (id, _backend, disk, _) = self.existing(&req.volume_id, Access::Report).await?;
         Ok(pb::ControllerGetVolumeResponse {
             volume: Some(self.volume_of(&id, &disk)),
             status: Some(pb::controller_get_volume_response::VolumeStatus {
@@ -503,44 +562,13 @@ impl ControllerService {
     }
 }
 
-/// A disk found under the requested slot must be the volume this request would have made;
-/// anything else is a different volume under the same name (ALREADY_EXISTS).
-fn check_same_volume(
-    id: &VolumeId,
-    disk: &Disk,
-    spec: &DiskAdd,
-    capacity: u64,
-    wanted: u64,
-    range: Option<&pb::CapacityRange>,
-) -> Result<()> {
-    let mut diffs = Vec::new();
-    if !size::compatible(capacity, wanted, range) {
-        diffs.push(format!("size {capacity} bytes (requested {wanted})"));
-    }
-    if disk.file_path.as_deref() != Some(spec.file_path.as_str()) {
-        diffs.push(format!(
-            "backing file {:?} (requested {:?})",
-            disk.file_path.as_deref().unwrap_or(""),
-            spec.file_path.as_str()
-        ));
-    }
-    if let Some(nvme) = &spec.nvme
-        && disk.nvme_port != Some(nvme.port.get())
-    {
-        diffs.push(format!(
-            "NVMe port {:?} (requested {})",
-            disk.nvme_port,
-            nvme.port.get()
-        ));
-    }
-    if diffs.is_empty() {
-        Ok(())
-    } else {
-        Err(DriverError::AlreadyExists(format!(
-            "volume {id} already exists with different parameters: {}",
-            diffs.join(", ")
-        )))
-    }
+/// How an RPC uses the disk it looks up (which code a foreign disk gets).
+#[derive(Clone, Copy)]
+enum Access {
+    /// Only reports the disk (ControllerGetVolume, ValidateVolumeCapabilities).
+    Report,
+    /// Changes or hands out the disk; the verb goes into the refusal.
+    Act(&'static str),
 }
 
 /// Finishes a delete that stopped between `/disk remove` and `/file remove` (a controller
@@ -561,7 +589,11 @@ async fn remove_leftover_files(id: &VolumeId, backend: &Backend) -> Result<()> {
         let Ok(path) = FilePath::new(&file.name) else {
             continue;
         };
-        if !backend.allowed_paths.iter().any(|dir| path.is_under(dir)) {
+        let named_by_us = path
+            .as_str()
+            .rsplit_once('/')
+            .is_some_and(|(_, base)| ownership::parse_file_name(id.slot.as_str(), base).is_some());
+        if !named_by_us || !backend.allowed_paths.iter().any(|dir| path.is_under(dir)) {
             continue;
         }
         backend.client.remove_file(&path).await.map_err(|e| {
@@ -580,27 +612,6 @@ async fn remove_leftover_files(id: &VolumeId, backend: &Backend) -> Result<()> {
         info!(volume = %id, "volume does not exist: nothing to delete");
     }
     Ok(())
-}
-
-/// Refuses to touch a disk under one of our slots that this driver would not have made.
-fn ensure_managed(id: &VolumeId, backend: &Backend, disk: &Disk) -> Result<()> {
-    let is_file = disk.kind.as_deref() == Some("file");
-    let path_ok = disk
-        .file_path
-        .as_deref()
-        .and_then(|p| FilePath::new(p).ok())
-        .is_some_and(|p| backend.allows(&p));
-    if is_file && path_ok {
-        Ok(())
-    } else {
-        Err(DriverError::FailedPrecondition(format!(
-            "disk {} on backend {} is not a file disk under the driver's volume paths (type {:?}, file {:?}); refusing to delete it",
-            id.slot.as_str(),
-            backend.name,
-            disk.kind,
-            disk.file_path
-        )))
-    }
 }
 
 /// What the node needs to connect, from the RDS's own record of the export (the volume_context

@@ -17,6 +17,9 @@ pub enum DriverError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// A limit is reached (a node's attach limit); the CO may retry elsewhere or later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl DriverError {
             DriverError::OutOfRange(_) => Code::OutOfRange,
             DriverError::NotFound(_) => Code::NotFound,
             DriverError::AlreadyExists(_) => Code::AlreadyExists,
+            DriverError::ResourceExhausted(_) => Code::ResourceExhausted,
             DriverError::FailedPrecondition(_) => Code::FailedPrecondition,
             DriverError::Aborted(_) => Code::Aborted,
             DriverError::Unavailable(_) => Code::Unavailable,

@@ -1,6 +1,10 @@
 //! One async lock per volume, so concurrent RPCs for the same volume (two CreateVolume retries,
 //! a DeleteVolume racing an expansion) run one at a time while different volumes run in parallel.
 //!
+//! The controller has exactly one of these, owned by the attachment manager and shared by every
+//! RPC (see `fencing::manager` for the lock order). Keys are volume ids as the CO sends them (the
+//! PV's volumeHandle, which is the id CreateVolume returned) and `snapshot/<slot>` for snapshots.
+//!
 //! Entries are removed when their last user leaves, so the map stays as large as the set of
 //! volumes with an operation in flight. Lock order: the map mutex is only held to find or insert
 //! an entry, never while waiting for a volume lock.

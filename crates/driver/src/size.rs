@@ -70,8 +70,34 @@ pub fn compatible(existing: u64, wanted: u64, range: Option<&CapacityRange>) -> 
     }
 }
 
+/// How far the true size of a disk can be from what RouterOS printed as `50.0GiB`: half a unit
+/// of the last printed digit. `None` for a raw byte count (exact) or an unreadable value.
+pub fn display_tolerance(printed: &str) -> Option<u64> {
+    let unit_at = printed.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = printed.split_at(unit_at);
+    let unit: u64 = match unit {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+    let step = unit / 10u64.checked_pow(u32::try_from(decimals).ok()?)?;
+    Some(step / 2 + 1)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn display_tolerance_is_half_the_last_digit() {
+        assert_eq!(display_tolerance("50.0GiB"), Some((GIB / 10) / 2 + 1));
+        assert_eq!(display_tolerance("1024.0MiB"), Some((MIB / 10) / 2 + 1));
+        assert_eq!(display_tolerance("2GiB"), Some(GIB / 2 + 1));
+        assert_eq!(display_tolerance("10737418240"), None);
+        assert_eq!(display_tolerance("5.0XB"), None);
+    }
+
     use super::*;
 
     fn r(required: i64, limit: i64) -> Option<CapacityRange> {

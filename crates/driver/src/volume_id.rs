@@ -51,6 +51,27 @@ impl VolumeId {
         })
     }
 
+    /// Why `id` cannot be a volume id of any driver (characters a slot never holds, a
+    /// malformed backend, too many `:`), or `None` when it is well formed. A well-formed id
+    /// that is not this driver's (`fake-vol-id-1`) is merely unknown: NOT_FOUND, not
+    /// INVALID_ARGUMENT.
+    pub fn malformed(id: &str) -> Option<String> {
+        let (backend, slot) = match id.split_once(':') {
+            Some((b, s)) => (Some(b), s),
+            None => (None, id),
+        };
+        if let Some(b) = backend
+            && !is_backend_name(b)
+        {
+            return Some(format!(
+                "volume id {id:?} is malformed: backend {b:?} must be 1-32 lower-case letters, digits and '-'"
+            ));
+        }
+        Slot::new(slot)
+            .err()
+            .map(|e| format!("volume id {id:?} is malformed: {e}"))
+    }
+
     /// The NQN this volume is exported under.
     pub fn nqn(&self) -> Result<Nqn, ValueError> {
         nqn_for_slot(&self.slot)

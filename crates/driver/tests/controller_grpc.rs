@@ -290,9 +290,11 @@ async fn create_volume_makes_an_exported_disk_in_two_round_trips() {
     assert_eq!(ctx["nqn"], format!("nqn.2000-02.com.mikrotik:{name}"));
     assert_eq!(ctx["nvmePort"], "4421");
     assert_eq!(ctx["nvmeAddress"], "127.0.0.1");
-    assert_eq!(
-        ctx["volumePath"],
-        format!("/storage-pool/metal-csi/{name}.img")
+    // `<slot>.p-<fingerprint of the parameters>.img` (driver::ownership).
+    let file = &ctx["volumePath"];
+    assert!(
+        file.starts_with(&format!("/storage-pool/metal-csi/{name}.p-")) && file.ends_with(".img"),
+        "{file}"
     );
     assert_eq!(ctx["ctrlLossTmo"], "-1");
     assert_eq!(ctx["csi.storage.k8s.io/pvc/name"], "data");

@@ -514,6 +514,9 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         if let Err(e) = cluster.node_state("n1").await {
             failed.push(format!("node_state: {e}"));
         }
+        if let Err(e) = cluster.attach_limit("n1").await {
+            failed.push(format!("attach_limit: {e}"));
+        }
         failed.extend(exercise_watches(env, &cluster, &driver).await);
         // Leader election: the first round creates the Lease, the second renews it.
         let config = driver::kube::LeaderConfig {

@@ -510,3 +510,60 @@ fn apiserver(scripts: &Path, state: &Path, action: &str) {
         .unwrap();
     assert!(status.success(), "apiserver.sh {action}: {status}");
 }
+
+/// A publish names a node Kubernetes knows (a Node object) with room under its CSINode attach
+/// limit for this driver; the refusals record nothing, and a retry of a held volume still
+/// succeeds at the limit.
+#[tokio::test]
+async fn publish_needs_an_existing_node_with_room_under_its_csinode_limit() {
+    use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeNodeResources};
+    let _shared = API_SERVER.read().await;
+    let Some(fx) =
+        fixture("publish_needs_an_existing_node_with_room_under_its_csinode_limit").await
+    else {
+        return;
+    };
+    let m = fx.controller().await;
+    let (v1, v2) = (fx.volume().await, fx.volume().await);
+    let ghost = unique("node");
+    let err = m.publish(&fx.publish(&v1, &ghost)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    assert!(fx.recorded_nodes(&v1).await.is_empty());
+
+    let a = unique("node");
+    create_node(&fx.env.admin, &a, &[]).await;
+    let csinode = CSINode {
+        metadata: kube::api::ObjectMeta {
+            name: Some(a.clone()),
+            ..Default::default()
+        },
+        spec: CSINodeSpec {
+            drivers: vec![CSINodeDriver {
+                name: fx.driver.clone(),
+                node_id: a.clone(),
+                allocatable: Some(VolumeNodeResources { count: Some(1) }),
+                topology_keys: None,
+            }],
+        },
+    };
+    Api::<CSINode>::all(fx.env.admin.clone())
+        .create(&Default::default(), &csinode)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.publish(&fx.publish(&v1, &a)).await.unwrap(),
+        PublishOutcome::Attached
+    );
+    let err = m.publish(&fx.publish(&v2, &a)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(fx.recorded_nodes(&v2).await.is_empty());
+    assert_eq!(
+        m.publish(&fx.publish(&v1, &a)).await.unwrap(),
+        PublishOutcome::AlreadyAttached
+    );
+    m.unpublish(&v1.id, Some(&a)).await.unwrap();
+    assert_eq!(
+        m.publish(&fx.publish(&v2, &a)).await.unwrap(),
+        PublishOutcome::Attached
+    );
+}

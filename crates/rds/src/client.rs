@@ -233,6 +233,17 @@ impl RdsClient {
         let disk = self.get_disk(slot).await?.ok_or_else(|| {
             RdsError::NotFound(format!("disk {} not found on the RDS", slot.as_str()))
         })?;
+        self.resize_found_disk(slot, disk, size).await
+    }
+
+    /// [`RdsClient::resize_disk`] for a disk the caller has just printed (and checked), so the
+    /// check costs no extra round trip.
+    pub async fn resize_found_disk(
+        &self,
+        slot: &Slot,
+        disk: Disk,
+        size: ByteSize,
+    ) -> Result<Disk, RdsError> {
         if let Some(current) = disk.capacity_bytes() {
             if size.0 < current {
                 return Err(RdsError::WouldShrink {
@@ -366,14 +377,15 @@ impl RdsClient {
             verb: cmd.verb(),
             source,
         })?;
-        let name = format!("{}.img", slot.as_str());
+        let stem = format!("{}.", slot.as_str());
         Ok(files
             .into_iter()
             .filter(|f| {
-                f.name
-                    .rsplit_once('/')
-                    .is_some_and(|(_, base)| base == name)
-                    && !f.kind.as_deref().is_some_and(|k| k.contains("directory"))
+                f.name.rsplit_once('/').is_some_and(|(_, base)| {
+                    base.starts_with(&stem)
+                        && base.ends_with(".img")
+                        && base.len() >= stem.len() + 3
+                }) && !f.kind.as_deref().is_some_and(|k| k.contains("directory"))
             })
             .collect())
     }

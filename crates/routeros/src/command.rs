@@ -158,14 +158,14 @@ pub fn file_print_under(dir: &FilePath) -> Command {
         format!("/file print detail where name~\"^{pattern}/\""),
     )
 }
-/// Files in any directory whose name contains `/<slot>.img`: where a disk in `slot` left its
-/// backing file. The match is a superset (`…/<slot>.img.bak` too), so callers keep exact base
-/// names only. No `$` anchor: in a RouterOS string `$` starts a variable. A slot holds only
+/// Files in any directory whose name contains `/<slot>.`: where a disk in `slot` left its
+/// backing file (`<slot>.img`, or with tags before `.img`). The match is a superset
+/// (`…/<slot>.img.bak` too), so callers keep the base names they give volumes. No `$` anchor: in a RouterOS string `$` starts a variable. A slot holds only
 /// letters, digits and `-`, none of them regex operators; the `.` is written `[.]`.
 pub fn file_print_image(slot: &Slot) -> Command {
     query(
         "file-print",
-        format!("/file print detail where name~\"/{slot}[.]img\""),
+        format!("/file print detail where name~\"/{slot}[.]\""),
     )
 }
 /// `/file remove [find name="<path without leading />"]`
@@ -423,7 +423,7 @@ mod tests {
             ),
             (
                 file_print_image(&slot("pvc-1")),
-                "/file print detail where name~\"/pvc-1[.]img\"",
+                "/file print detail where name~\"/pvc-1[.]\"",
                 "file-print",
                 false,
             ),

@@ -94,6 +94,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// All VolumeAttachments of this driver.
     async fn list_volume_attachments(&self) -> Result<Vec<VolumeAttachmentInfo>, ClusterError>;
     async fn node_state(&self, node: &str) -> Result<NodeState, ClusterError>;
+    /// How many volumes of this driver `node` may hold (`CSINode` `spec.drivers[].allocatable
+    /// .count` in Kubernetes), `None` when no limit is published. A cluster without such a
+    /// registry (test fakes) has none.
+    async fn attach_limit(&self, node: &str) -> Result<Option<u32>, ClusterError> {
+        let _ = node;
+        Ok(None)
+    }
     /// Best effort: failures are logged by the implementation, never returned, because an
     /// event must never fail the operation it describes.
     async fn post_event(&self, event: VolumeEvent);

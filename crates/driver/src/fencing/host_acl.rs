@@ -23,7 +23,9 @@
 //! disk deleted on the RDS). An ACL that could not be cleared still names the departed node,
 //! which is narrower than open, and the next publish replaces it anyway.
 //!
-//! Lock order: this module's per-volume lock, then whatever `AttachmentManager` takes.
+//! Locking: the caller holds the volume's one lock (a [`Held`] from the attachment manager,
+//! which took the serializer guard first) for the whole publish or unpublish; nothing here
+//! takes a lock of its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,10 +37,9 @@ use routeros::{HostNqn, Slot};
 use tracing::{info, warn};
 
 use super::cluster::EventKind;
-use super::manager::{AttachmentManager, PublishOutcome, PublishRequest, UnpublishOutcome};
+use super::manager::{AttachmentManager, Held, PublishOutcome, PublishRequest, UnpublishOutcome};
 use super::state::EventTarget;
 use crate::error::{DriverError, Result};
-use crate::locks::VolumeLocks;
 use crate::node_id::NodeId;
 use crate::params;
 
@@ -53,7 +54,6 @@ pub struct AclTarget<'a> {
 
 pub struct HostAcl {
     fencing: Arc<AttachmentManager>,
-    locks: VolumeLocks,
     /// Node name → host NQN, from every publish: what the ACL narrows to when a migration ends.
     nqns: Mutex<HashMap<String, Nqn>>,
     /// Volume id → hostFencing, from its publishes (unpublish carries no volume_context).
@@ -77,7 +77,6 @@ impl HostAcl {
     pub fn new(fencing: Arc<AttachmentManager>) -> Self {
         HostAcl {
             fencing,
-            locks: VolumeLocks::default(),
             nqns: Mutex::new(HashMap::new()),
             fenced: Mutex::new(HashMap::new()),
             unpublish_budget: UNPUBLISH_BUDGET,
@@ -85,20 +84,33 @@ impl HostAcl {
     }
 
     /// The attachment manager's publish, plus the ACL for host-fenced volumes. `req.node` must
-    /// be `node.name`.
+    /// be `node.name`. `fenced` is the volume's own fencing mode as recorded on the RDS
+    /// (`crate::ownership`); a volume_context that says otherwise is ignored with a warning, so
+    /// a caller can neither open a fenced volume nor fence a plain one.
     pub async fn publish(
         &self,
         req: &PublishRequest,
         node: &NodeId,
+        fenced: bool,
         target: AclTarget<'_>,
+        held: &Held<'_>,
     ) -> Result<PublishOutcome> {
-        let fenced = wanted(&req.volume_context)?;
+        match wanted(&req.volume_context) {
+            Ok(asked) if asked == fenced => {}
+            Ok(asked) if req.volume_context.contains_key(params::C_HOST_FENCING) => {
+                warn!(volume = %req.volume_id, volume_context = asked, recorded = fenced, "host fencing: the volume_context disagrees with the mode recorded on the RDS; using the recorded mode");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(volume = %req.volume_id, error = %e, recorded = fenced, "host fencing: unreadable hostFencing in the volume_context; using the mode recorded on the RDS");
+            }
+        }
         lock(&self.fenced).insert(req.volume_id.clone(), fenced);
         if let Some(nqn) = &node.host_nqn {
             lock(&self.nqns).insert(node.name.clone(), nqn.clone());
         }
         if !fenced {
-            return self.fencing.publish(req).await;
+            return self.fencing.publish_held(req, held).await;
         }
         let Some(nqn) = &node.host_nqn else {
             return Err(DriverError::FailedPrecondition(format!(
@@ -112,8 +124,7 @@ impl HostAcl {
                 node.name
             ))
         })?;
-        let _guard = self.locks.lock(&req.volume_id).await;
-        let outcome = self.fencing.publish(req).await?;
+        let outcome = self.fencing.publish_held(req, held).await?;
         let holders = self.fencing.attached_nodes(&req.volume_id);
         let want = if holders.len() > 1 { None } else { Some(&host) };
         let v = &req.volume_id;
@@ -123,7 +134,7 @@ impl HostAcl {
                 node.name
             );
             if outcome != PublishOutcome::AlreadyAttached
-                && let Err(undo) = self.fencing.unpublish(v, Some(&node.name)).await
+                && let Err(undo) = self.fencing.unpublish_held(v, Some(&node.name), held).await
             {
                 warn!(volume = %v, node = %node.name, error = %undo, "host fencing: undoing the attachment after the ACL failed also failed; it stays recorded until the CO retries or detaches");
                 msg.push_str(&format!(
@@ -162,16 +173,16 @@ impl HostAcl {
         volume_id: &str,
         node: Option<&NodeId>,
         target: Option<AclTarget<'_>>,
+        held: &Held<'_>,
     ) -> Result<UnpublishOutcome> {
         let name = node.map(|n| n.name.as_str());
         let known = lock(&self.fenced).get(volume_id).copied();
         if known == Some(false) {
-            return self.fencing.unpublish(volume_id, name).await;
+            return self.fencing.unpublish_held(volume_id, name, held).await;
         }
-        let _guard = self.locks.lock(volume_id).await;
         let before = self.fencing.attachment(volume_id);
         let event_target = before.as_ref().map(|a| a.target.clone());
-        let outcome = self.fencing.unpublish(volume_id, name).await?;
+        let outcome = self.fencing.unpublish_held(volume_id, name, held).await?;
         if outcome == UnpublishOutcome::NotAttached {
             return Ok(outcome);
         }
@@ -209,9 +220,9 @@ impl HostAcl {
         Ok(outcome)
     }
 
-    /// Sets the ACL to what the remaining holders need. `known` is whether publish saw the
-    /// volume ask for host fencing; `None` (publish was before this controller started) is
-    /// decided by the disk itself: a non-empty ACL can only have been set by host fencing.
+    /// Sets the ACL to what the remaining holders need. `known` is the mode publish read from
+    /// the RDS; `None` (publish was before this controller started) is read from the disk's
+    /// file name now. A volume that is not host fenced keeps whatever ACL it has.
     async fn after_detach(
         &self,
         volume_id: &str,
@@ -222,10 +233,16 @@ impl HostAcl {
         let Some(disk) = target.client.get_disk(target.slot).await? else {
             return Ok(());
         };
-        let current = disk.allow_host.unwrap_or_default();
-        if known.is_none() && current.is_empty() {
+        let recorded = disk
+            .file_path
+            .as_deref()
+            .and_then(|p| p.rsplit_once('/'))
+            .and_then(|(_, base)| crate::ownership::parse_file_name(target.slot.as_str(), base))
+            .is_some_and(|m| m.host_fencing);
+        if !known.unwrap_or(recorded) {
             return Ok(());
         }
+        let current = disk.allow_host.unwrap_or_default();
         let remaining = self.fencing.attached_nodes(volume_id);
         let want: Option<HostNqn> = match remaining.as_slice() {
             [] => None,

@@ -8,9 +8,17 @@
 //! Kubernetes says are gone.
 //!
 //! **Lock order.** (1) the KubeVirt serializer guard, if any (see `serialize`); (2) the
-//! per-volume lock (`locks`, whose map mutex is only held to find the entry, never while waiting);
+//! per-volume lock (`locks`, whose map mutex is only held to find the entry, never while waiting).
+//! This is the ONE per-volume lock of the controller: CreateVolume, DeleteVolume, expansion,
+//! host ACL changes and CreateSnapshot (on its source) take the same lock through
+//! [`AttachmentManager::locks`], so a Delete racing a Publish or a snapshot of the same volume
+//! runs after it, never beside it. A caller that must hold the lock across its own work and a
+//! fencing step takes it with [`AttachmentManager::hold_for_publish`] or
+//! [`AttachmentManager::hold_for_unpublish`] (which keep this order) and passes the [`Held`]
+//! on; a snapshot's own lock key is taken only after its source volume's;
 //! (3) the `state` map mutex, held only to read or write the map and never across an `.await`;
-//! (4) `reported_vas`, never held together with `state`. Nobody holds two volume locks at once.
+//! (4) `reported_vas`, never held together with `state`. Nobody holds two volume locks at once
+//! (CreateSnapshot holds its source volume's lock and then its snapshot key, never a second volume).
 //! The per-volume lock IS held across Kubernetes calls for that volume: the decision, the PV
 //! write and the in-memory commit form one step, so two publishes of one volume cannot both win.
 
@@ -29,8 +37,15 @@ use super::serialize::{NoSerialization, PublishSerializer};
 use super::state::{Attachment, EventTarget, Migration, NodeAttachment, Sharing};
 use super::stats::{Counters, FencingStats, bump};
 use crate::error::{DriverError, Result};
-use crate::locks::VolumeLocks;
+use crate::locks::{VolumeGuard, VolumeLocks};
 use crate::params;
+
+/// Proof that the caller holds a volume's serializer guard and lock, in the documented order.
+pub struct Held<'a> {
+    _serial: Option<super::serialize::SerialGuard>,
+    _lock: VolumeGuard<'a>,
+    volume_id: String,
+}
 
 /// Migration windows outside this range are clamped (a StorageClass typo must neither report
 /// every migration at once nor hide a stuck one for days).
@@ -319,21 +334,90 @@ impl AttachmentManager {
         )))
     }
 
-    /// Attaches `req.node`, or explains why not.
-    pub async fn publish(&self, req: &PublishRequest) -> Result<PublishOutcome> {
-        let doing = format!("attaching volume {} to node {}", req.volume_id, req.node);
-        self.ensure_ready(&doing)?;
+    /// The per-volume lock every controller operation shares (see the lock order above).
+    pub fn locks(&self) -> &VolumeLocks {
+        &self.locks
+    }
+
+    /// The serializer guard and the volume lock a publish of `req` needs, in that order.
+    pub async fn hold_for_publish(&self, req: &PublishRequest) -> Held<'_> {
         let ctx_pvc = pvc_from_context(&req.volume_context);
-        let _serial = self
+        let serial = self
             .serializer
             .enter(&req.volume_id, ctx_pvc.as_ref())
             .await;
-        let _lock = self.locks.lock(&req.volume_id).await;
+        Held {
+            _serial: serial,
+            _lock: self.locks.lock(&req.volume_id).await,
+            volume_id: req.volume_id.clone(),
+        }
+    }
+
+    /// The serializer guard and the volume lock an unpublish of `volume_id` needs. The PVC
+    /// comes from the attachment's event target; without one the serializer looks it up.
+    pub async fn hold_for_unpublish(&self, volume_id: &str) -> Held<'_> {
+        let pvc = self.attachment(volume_id).and_then(|a| a.target.pvc);
+        let serial = self.serializer.enter(volume_id, pvc.as_ref()).await;
+        Held {
+            _serial: serial,
+            _lock: self.locks.lock(volume_id).await,
+            volume_id: volume_id.to_string(),
+        }
+    }
+
+    /// Nodes that hold `volume_id` as far as fencing knows: the in-memory state once rebuilt,
+    /// else (a replica that is not the leader, or before the rebuild) the PV's annotations, so
+    /// a delete is never let through on empty state. An API failure is UNAVAILABLE.
+    pub async fn holders(&self, volume_id: &str) -> Result<Vec<String>> {
+        if self.is_ready() && self.leader.as_ref().is_none_or(|g| g.refusal().is_none()) {
+            return Ok(self.attached_nodes(volume_id));
+        }
+        let pv = self
+            .call("looking up a PV", self.cluster.pv_by_handle(volume_id))
+            .await
+            .map_err(|e| {
+                DriverError::Unavailable(format!(
+                    "cannot tell whether volume {volume_id} is attached (reading its PV failed): {e}"
+                ))
+            })?;
+        Ok(pv
+            .map(|pv| annotations::read(&pv.annotations).nodes)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Attaches `req.node`, or explains why not.
+    pub async fn publish(&self, req: &PublishRequest) -> Result<PublishOutcome> {
+        let held = self.hold_for_publish(req).await;
+        self.publish_held(req, &held).await
+    }
+
+    /// [`AttachmentManager::publish`] under a [`Held`] the caller took for this volume.
+    pub async fn publish_held(
+        &self,
+        req: &PublishRequest,
+        held: &Held<'_>,
+    ) -> Result<PublishOutcome> {
+        debug_assert_eq!(held.volume_id, req.volume_id);
+        let doing = format!("attaching volume {} to node {}", req.volume_id, req.node);
+        self.ensure_ready(&doing)?;
+        let ctx_pvc = pvc_from_context(&req.volume_context);
         let current = self.attachment(&req.volume_id);
-        if current.as_ref().is_some_and(|a| a.holds(&req.node)) {
+        if let Some(held) = current.as_ref().filter(|a| a.holds(&req.node)) {
+            // CSI: a publish to the node that holds the volume with an incompatible access mode
+            // is not a retry of the one that attached it.
+            if held.sharing != req.sharing {
+                return Err(DriverError::AlreadyExists(format!(
+                    "{doing}: the node already holds the volume with access {:?}, and this publish asks for {:?}; unpublish it first",
+                    held.sharing, req.sharing
+                )));
+            }
             debug!(volume = %req.volume_id, node = %req.node, "already attached to this node");
             return Ok(PublishOutcome::AlreadyAttached);
         }
+        self.admit_node(req, &doing).await?;
         let now = self.clock.now();
 
         // A holder whose Node object is gone releases the volume; if we cannot tell, the fence
@@ -460,6 +544,52 @@ impl AttachmentManager {
         Ok(outcome)
     }
 
+    /// A new attachment needs a node that exists (CSI: NOT_FOUND otherwise) and has room
+    /// under its attach limit (RESOURCE_EXHAUSTED). Both are asked of the cluster, so an API
+    /// failure refuses the publish (UNAVAILABLE) rather than guessing. In Kubernetes a node
+    /// exists while its Node object does and its limit is its CSINode's allocatable count; the
+    /// trial mode's in-memory cluster has no registry, so there every node exists, unlimited.
+    async fn admit_node(&self, req: &PublishRequest, doing: &str) -> Result<()> {
+        let node = &req.node;
+        let state = self
+            .call("looking up a node", self.cluster.node_state(node))
+            .await
+            .map_err(|e| {
+                DriverError::Unavailable(format!(
+                    "{doing}: cannot verify that node {node} exists: {e}"
+                ))
+            })?;
+        if state == NodeState::Absent {
+            return Err(DriverError::NotFound(format!(
+                "{doing}: node {node} does not exist (no Node object)"
+            )));
+        }
+        let limit = self
+            .call(
+                "reading the node's attach limit",
+                self.cluster.attach_limit(node),
+            )
+            .await
+            .map_err(|e| {
+                DriverError::Unavailable(format!(
+                    "{doing}: cannot read the attach limit of node {node}: {e}"
+                ))
+            })?;
+        if let Some(limit) = limit {
+            let held = self
+                .map()
+                .iter()
+                .filter(|(id, a)| *id != &req.volume_id && a.holds(node))
+                .count();
+            if held >= limit as usize {
+                return Err(DriverError::ResourceExhausted(format!(
+                    "{doing}: node {node} already holds {held} volumes of this driver, its limit (CSINode allocatable count) is {limit}; detach one first or schedule elsewhere"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     async fn conflict(
         &self,
         req: &PublishRequest,
@@ -490,16 +620,23 @@ impl AttachmentManager {
     /// Detaches `node` (all nodes when `None`, CSI's force-detach form). Only the named node is
     /// removed, so a late call for an old node never drops a newer node's fence.
     pub async fn unpublish(&self, volume_id: &str, node: Option<&str>) -> Result<UnpublishOutcome> {
+        let held = self.hold_for_unpublish(volume_id).await;
+        self.unpublish_held(volume_id, node, &held).await
+    }
+
+    /// [`AttachmentManager::unpublish`] under a [`Held`] the caller took for this volume.
+    pub async fn unpublish_held(
+        &self,
+        volume_id: &str,
+        node: Option<&str>,
+        held: &Held<'_>,
+    ) -> Result<UnpublishOutcome> {
+        debug_assert_eq!(held.volume_id, volume_id);
         let doing = match node {
             Some(n) => format!("detaching volume {volume_id} from node {n}"),
             None => format!("detaching volume {volume_id} from every node"),
         };
         self.ensure_ready(&doing)?;
-        // Same order as publish: VMI guard before the volume lock. The PVC comes from the
-        // attachment's event target; without one the serializer looks it up from the PV.
-        let pvc = self.attachment(volume_id).and_then(|a| a.target.pvc);
-        let _serial = self.serializer.enter(volume_id, pvc.as_ref()).await;
-        let _lock = self.locks.lock(volume_id).await;
         let Some(current) = self.attachment(volume_id) else {
             debug!(
                 volume = volume_id,

@@ -15,6 +15,7 @@ struct Inner {
     pvs: BTreeMap<String, PvInfo>,
     vas: Vec<VolumeAttachmentInfo>,
     nodes: HashMap<String, NodeState>,
+    limits: HashMap<String, u32>,
     events: Vec<VolumeEvent>,
     next_version: u64,
     patches: u64,
@@ -78,6 +79,11 @@ impl MemoryCluster {
 
     pub fn add_volume_attachment(&self, va: VolumeAttachmentInfo) {
         self.inner().vas.push(va);
+    }
+
+    /// Publishes an attach limit for `node`, as a CSINode's allocatable count would.
+    pub fn set_attach_limit(&self, node: &str, limit: u32) {
+        self.inner().limits.insert(node.to_string(), limit);
     }
 
     pub fn set_node(&self, node: &str, state: NodeState) {
@@ -210,6 +216,10 @@ impl Cluster for MemoryCluster {
         Ok(i.nodes.get(node).copied().unwrap_or(NodeState::Present {
             out_of_service: false,
         }))
+    }
+
+    async fn attach_limit(&self, node: &str) -> Result<Option<u32>, ClusterError> {
+        Ok(self.inner().limits.get(node).copied())
     }
 
     async fn post_event(&self, event: VolumeEvent) {

@@ -29,7 +29,8 @@ pub mod vmi_grouper;
 pub use cluster::Cluster;
 pub use host_acl::{AclTarget, HostAcl};
 pub use manager::{
-    AttachmentManager, FencingConfig, LeaderGate, PublishOutcome, PublishRequest, UnpublishOutcome,
+    AttachmentManager, FencingConfig, Held, LeaderGate, PublishOutcome, PublishRequest,
+    UnpublishOutcome,
 };
 pub use memory::MemoryCluster;
 pub use state::Sharing;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ::kube::Api;
 use ::kube::api::{ListParams, ObjectList, Patch, PatchParams};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value};
 use tracing::warn;
@@ -237,6 +237,21 @@ impl Cluster for KubeCluster {
         let what = format!("reading Node {node}");
         let found = bounded(&what, self.timeout, api.get_opt(node)).await?;
         Ok(objects::node_state(found.as_ref()))
+    }
+
+    async fn attach_limit(&self, node: &str) -> Result<Option<u32>, ClusterError> {
+        let api: Api<CSINode> = Api::all(self.client.clone());
+        let what = format!("reading CSINode {node}");
+        let found = bounded(&what, self.timeout, api.get_opt(node)).await?;
+        Ok(found.and_then(|n| {
+            n.spec
+                .drivers
+                .into_iter()
+                .find(|d| d.name == self.driver_name)
+                .and_then(|d| d.allocatable)
+                .and_then(|a| a.count)
+                .and_then(|c| u32::try_from(c).ok())
+        }))
     }
 
     async fn post_event(&self, event: VolumeEvent) {

@@ -109,7 +109,7 @@ pub fn candidates(inv: &Inventory, live: &BTreeSet<(String, String)>) -> Vec<Can
     }
     for f in &inv.files {
         let path = f.name.as_str();
-        let Some(slot) = basename(path).strip_suffix(".img") else {
+        let Some(slot) = crate::ownership::slot_of_file(basename(path)) else {
             continue;
         };
         let is_dir = f.kind.as_deref().is_some_and(|k| k.contains("directory"));

@@ -18,7 +18,7 @@ use super::ids::{self, SNAP_PREFIX, SnapshotId};
 use super::lineage::{self, Lineage};
 use crate::backend::{Backend, Backends};
 use crate::error::{DriverError, Result};
-use crate::locks::VolumeLocks;
+use crate::fencing::AttachmentManager;
 use crate::paging;
 use crate::volume_id::VolumeId;
 
@@ -30,7 +30,8 @@ const K8S_PREFIX: &str = "csi.storage.k8s.io/";
 
 pub struct SnapshotService {
     backends: Arc<Backends>,
-    locks: VolumeLocks,
+    /// Owner of the controller's one per-volume lock (`fencing::manager` documents the order).
+    fencing: Arc<AttachmentManager>,
 }
 
 /// The disk a new volume is copied from, and its size.
@@ -54,11 +55,8 @@ pub fn restore_size(allocated: u64, source: u64, range: Option<&pb::CapacityRang
 }
 
 impl SnapshotService {
-    pub fn new(backends: Arc<Backends>) -> Self {
-        SnapshotService {
-            backends,
-            locks: VolumeLocks::default(),
-        }
+    pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
+        SnapshotService { backends, fencing }
     }
 
     fn default_backend(&self) -> &str {
@@ -95,8 +93,12 @@ impl SnapshotService {
         let slot = ids::slot_for_name(&req.name).map_err(|e| {
             DriverError::Internal(format!("deriving a snapshot slot for {:?}: {e}", req.name))
         })?;
+        // Source volume first, then the snapshot: a DeleteVolume of the source waits for the
+        // copy, and a copy never starts on a volume being deleted.
+        let _source_guard = self.fencing.locks().lock(&req.source_volume_id).await;
         let _guard = self
-            .locks
+            .fencing
+            .locks()
             .lock(&format!("{LOCK_PREFIX}{}", slot.as_str()))
             .await;
         // The name is the idempotency key on every appliance, not only the source's.
@@ -135,12 +137,9 @@ impl SnapshotService {
                     backend.name
                 ))
             })?;
-        let dir = managed_dir(backend, &src_disk).ok_or_else(|| {
-            DriverError::FailedPrecondition(format!(
-                "volume {source} is not a file disk under the driver's volume paths (type {:?}, file {:?}); refusing to copy it",
-                src_disk.kind, src_disk.file_path
-            ))
-        })?;
+        let dir = crate::ownership::owned(backend, &src_disk)
+            .map_err(|why| DriverError::FailedPrecondition(format!("{why}; refusing to copy it")))?
+            .dir;
         let id = SnapshotId {
             backend: backend.name.clone(),
             slot: slot.clone(),
@@ -256,7 +255,8 @@ impl SnapshotService {
             ))
         })?;
         let _guard = self
-            .locks
+            .fencing
+            .locks()
             .lock(&format!("{LOCK_PREFIX}{}", id.slot.as_str()))
             .await;
         let disk = backend.client.get_disk(&id.slot).await.map_err(|e| {
@@ -482,9 +482,16 @@ impl SnapshotService {
                     backend.name
                 ))
             })?;
-        if managed_dir(backend, &disk).is_none() {
+        let managed = if what == "volume" {
+            crate::ownership::owned(backend, &disk).map(|_| ())
+        } else {
+            managed_snapshot(backend, &disk)
+                .map(|_| ())
+                .ok_or_else(|| "it is not a snapshot disk under the driver's volume paths".into())
+        };
+        if let Err(why) = managed {
             return Err(DriverError::InvalidArgument(format!(
-                "source {what} {raw:?} is not a file disk under the driver's volume paths"
+                "source {what} {raw:?} cannot be copied: {why}"
             )));
         }
         let bytes = disk.capacity_bytes().ok_or_else(|| {

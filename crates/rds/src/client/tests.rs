@@ -520,7 +520,7 @@ async fn list_files_keeps_only_entries_under_the_directory() {
 }
 
 #[tokio::test]
-async fn image_files_keeps_only_files_named_exactly_slot_img() {
+async fn image_files_keeps_only_slot_image_names() {
     let exec = Arc::new(ScriptedExec::new());
     // Records separated by blank lines, as RouterOS prints a listing.
     exec.ok(concat!(
@@ -529,7 +529,10 @@ async fn image_files_keeps_only_files_named_exactly_slot_img() {
         " 2 name=storage-pool/other/pvc-1.img type=directory\n\n",
         " 3 name=storage-pool/metal-csi/xpvc-1.img type=.img file size=1\n\n",
         " 4 name=storage-pool/metal-csi/snap-9.src-pvc-1.t-1.img type=.img file size=1\n\n",
-        " 5 name=storage-pool/elsewhere/pvc-1.img type=.img file size=1\n",
+        " 5 name=storage-pool/elsewhere/pvc-1.img type=.img file size=1\n\n",
+        " 6 name=storage-pool/metal-csi/pvc-1.hf.img type=.img file size=1\n\n",
+        " 7 name=storage-pool/metal-csi/pvc-10.img type=.img file size=1\n\n",
+        " 8 name=storage-pool/metal-csi/pvc-1..img.bak type=.bak file size=1\n",
     ));
     let files = client(&exec).image_files(&slot("pvc-1")).await.unwrap();
     let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
@@ -537,13 +540,14 @@ async fn image_files_keeps_only_files_named_exactly_slot_img() {
         names,
         [
             "/storage-pool/metal-csi/pvc-1.img",
-            "/storage-pool/elsewhere/pvc-1.img"
+            "/storage-pool/elsewhere/pvc-1.img",
+            "/storage-pool/metal-csi/pvc-1.hf.img"
         ],
-        "exact base names, never a directory; which directories count is the caller's call"
+        "<slot>.img or <slot>.<tags>.img, never a directory; which tags and directories count is the caller's call"
     );
     assert_eq!(
         exec.lines(),
-        ["/file print detail where name~\"/pvc-1[.]img\""]
+        ["/file print detail where name~\"/pvc-1[.]\""]
     );
 }
 
