@@ -116,7 +116,7 @@ impl AttachmentManager {
     }
 
     /// Every node holding at least one volume.
-    pub fn holders(&self) -> HashSet<String> {
+    pub fn nodes_holding_volumes(&self) -> HashSet<String> {
         self.map().values().flat_map(|a| a.node_names()).collect()
     }
 

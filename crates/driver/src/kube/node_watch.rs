@@ -58,7 +58,7 @@ async fn run(client: ::kube::Client, manager: Arc<AttachmentManager>, secs: u32)
             }
             Ok(watcher::Event::InitDone) => {
                 let seen = listed.take().unwrap_or_default();
-                for holder in manager.holders() {
+                for holder in manager.nodes_holding_volumes() {
                     if !seen.contains(&holder) {
                         release(&manager, &holder, "absent from the Node listing").await;
                     }
