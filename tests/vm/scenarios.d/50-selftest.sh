@@ -35,7 +35,9 @@ done
 check selftest.disconnected "no selftest controller left on the initiator${st_ctrls}" -- [ -z "$st_ctrls" ]
 check selftest.target-clean "no selftest subsystem left in nvmet" -- \
     sh -c "! ls '$CFG/subsystems' | grep -q rds-csi-selftest"
+# Files only: the simulator's backing store keeps the empty host directory it once created,
+# which is not part of the simulated RDS (its /file listing shows no directory without files).
 check selftest.rds-clean "no selftest file left in the simulated RDS's storage" -- \
-    sh -c "! ls -R /srv/rds 2>/dev/null | grep -q rds-csi-selftest"
+    sh -c "! find /srv/rds -type f 2>/dev/null | grep -q rds-csi-selftest"
 check selftest.report "report written with raw outputs and no address" -- \
     sh -c "jq -e '.steps | length > 20' '$ST_REPORT' > /dev/null && ! grep -q '127.0.0.1' '$ST_REPORT'"
