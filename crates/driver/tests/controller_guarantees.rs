@@ -306,7 +306,8 @@ async fn host_fencing_is_the_volumes_own_mode_not_the_requests() {
 async fn validate_refuses_the_mount_options_the_node_refuses() {
     let mut h = start().await;
     let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
-    let junk = "x".repeat(5 * 1024);
+    // Junk under the request bounds reaches the option rules; over them the boundary refuses it.
+    let junk = "x".repeat(2 * 1024);
     for (opt, confirmed) in [
         ("noatime", true),
         ("errors=remount-ro", true),
@@ -333,6 +334,21 @@ async fn validate_refuses_the_mount_options_the_node_refuses() {
         assert_eq!(r.confirmed.is_some(), confirmed, "{shown}: {}", r.message);
         assert!(r.message.len() < 1024, "{shown}: message echoes the junk");
     }
+    let mut cap = rwo();
+    if let Some(pb::volume_capability::AccessType::Mount(m)) = &mut cap.access_type {
+        m.mount_flags = vec!["x".repeat(5 * 1024)];
+    }
+    let err = h
+        .controller
+        .validate_volume_capabilities(pb::ValidateVolumeCapabilitiesRequest {
+            volume_id: v.volume_id.clone(),
+            volume_capabilities: vec![cap],
+            ..Default::default()
+        })
+        .await
+        .expect_err("5 KiB of mount flags is over the request bounds");
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(err.message().len() < 1024, "the refusal echoes the junk");
     h.stop().await;
 }
 
