@@ -271,3 +271,54 @@ fn controller_refuses_to_start_without_a_kubernetes_api() {
         "the error should say how to proceed: {err}"
     );
 }
+
+/// A node image may carry no CA certificates. A kubeconfig that skips TLS verification must then
+/// still start the driver: the system trust store is never needed for it.
+#[test]
+fn an_insecure_kubeconfig_needs_no_system_ca_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, port, fingerprint, key) = start_sim(dir.path());
+    let kubeconfig = dir.path().join("kubeconfig");
+    let api = free_port();
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{api}\", insecure-skip-tls-verify: true}}\nusers:\n- name: u\n  user: {{token: \"t\"}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let no_certs = dir.path().join("no-certs");
+    std::fs::create_dir(&no_certs).unwrap();
+    let mut child = Command::new(BIN)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        // Where the system trust store is looked for: an empty directory, no bundle.
+        .env("SSL_CERT_DIR", &no_certs)
+        .env("SSL_CERT_FILE", no_certs.join("none.pem"))
+        .args(["controller", "--endpoint"])
+        .arg(dir.path().join("csi.sock"))
+        .args([
+            "--rds-address",
+            "127.0.0.1",
+            "--rds-port",
+            &port.to_string(),
+        ])
+        .arg("--rds-key-file")
+        .arg(&key)
+        .args(["--rds-host-key", &fingerprint, "--metrics-address", ""])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give it time to build the client (it then waits for the absent API server), then stop it.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("CA certificates") && !err.contains("building the Kubernetes client"),
+        "the client needed the system trust store: {err}"
+    );
+}

@@ -54,11 +54,23 @@ pub async fn client(settings: &ClientSettings) -> Result<::kube::Client> {
             ))
         })?,
     };
+    trust_no_store_when_unchecked(&mut config);
     config.connect_timeout = Some(settings.connect_timeout);
     config.read_timeout = Some(settings.read_timeout);
     config.write_timeout = Some(settings.write_timeout);
     ::kube::Client::try_from(config)
         .map_err(|e| DriverError::Config(format!("building the Kubernetes client: {e}")))
+}
+
+/// A kubeconfig that turns certificate checks off (`insecure-skip-tls-verify`) and names no CA
+/// must not need the system trust store: kube would otherwise load it to build a verifier it then
+/// replaces, and a minimal node image without CA certificates could not start at all. An empty
+/// root set keeps kube away from the store; verification stays off exactly as the kubeconfig says.
+fn trust_no_store_when_unchecked(config: &mut ::kube::Config) {
+    if config.accept_invalid_certs && config.root_cert.is_none() && config.root_cert_file.is_none()
+    {
+        config.root_cert = Some(Vec::new());
+    }
 }
 
 /// rustls refuses to pick a crypto provider when more than one is compiled in; the workspace
