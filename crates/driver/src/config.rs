@@ -102,20 +102,21 @@ pub const MAX_CONFIG_FILE: u64 = 64 * 1024;
 
 /// Reads a small text file whole, refusing one over [`MAX_CONFIG_FILE`] after reading at most
 /// one byte more (so a device or a FIFO that never ends costs nothing).
-pub fn read_small_file(path: &Path) -> std::result::Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+pub fn read_small_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    file.take(MAX_CONFIG_FILE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_CONFIG_FILE {
-        return Err(format!(
-            "larger than {} KiB; is this the right file?",
-            MAX_CONFIG_FILE / 1024
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB; is this the right file?",
+                MAX_CONFIG_FILE / 1024
+            ),
         ));
     }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// Warns when a private key is readable by others, or by a group other than the process's own:
@@ -282,7 +283,7 @@ nvme_address = "10.0.1.2"
     #[test]
     fn a_config_file_read_stops_after_its_cap() {
         let e = read_small_file(Path::new("/dev/zero")).unwrap_err();
-        assert!(e.contains("larger than 64 KiB"), "{e}");
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("k");
         std::fs::write(&f, "x".repeat(MAX_CONFIG_FILE as usize)).unwrap();

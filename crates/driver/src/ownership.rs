@@ -115,14 +115,18 @@ pub fn fingerprint(parts: &[String]) -> String {
     id.simple().to_string()[..FINGERPRINT_LEN].to_string()
 }
 
+/// Why a disk is not the driver's, in words an operator can act on (it goes into the refusal).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Foreign(pub String);
+
 /// Whether the driver may act on or report `disk` on `backend`, and if so what its name records.
-/// `Err` says why not, in words an operator can act on.
-pub fn owned(backend: &Backend, disk: &Disk) -> Result<Owned, String> {
+pub fn owned(backend: &Backend, disk: &Disk) -> Result<Owned, Foreign> {
     let why = |what: String| {
-        Err(format!(
+        Err(Foreign(format!(
             "disk {:?} on backend {} is not one of this driver's volumes: {what}",
             disk.slot, backend.name
-        ))
+        )))
     };
     if !disk.slot.starts_with(SLOT_PREFIX) {
         return why(format!("its slot does not start with {SLOT_PREFIX:?}"));
@@ -160,7 +164,7 @@ pub fn owned(backend: &Backend, disk: &Disk) -> Result<Owned, String> {
         ));
     };
     if let Some(nqn) = &disk.nvme_nqn {
-        let expected = nqn_for_slot(&slot).map_err(|e| e.to_string())?;
+        let expected = nqn_for_slot(&slot).map_err(|e| Foreign(e.to_string()))?;
         if nqn != expected.as_str() {
             return why(format!(
                 "it is exported as {nqn:?}, not as {:?}",

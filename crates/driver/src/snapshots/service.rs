@@ -485,9 +485,11 @@ impl SnapshotService {
         let managed = if what == "volume" {
             crate::ownership::owned(backend, &disk).map(|_| ())
         } else {
-            managed_snapshot(backend, &disk)
-                .map(|_| ())
-                .ok_or_else(|| "it is not a snapshot disk under the driver's volume paths".into())
+            managed_snapshot(backend, &disk).map(|_| ()).ok_or_else(|| {
+                crate::ownership::Foreign(
+                    "it is not a snapshot disk under the driver's volume paths".into(),
+                )
+            })
         };
         if let Err(why) = managed {
             return Err(DriverError::InvalidArgument(format!(
