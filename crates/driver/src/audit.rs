@@ -2,16 +2,19 @@
 //!
 //! Kept apart from the diagnostic log because it answers a different question (who changed
 //! what, when, and did it work) and must not depend on the log level or format an operator
-//! picked. Records are written by the `rpc::traced` wrapper, so no handler can forget one, and
-//! by [`SecurityEventLayer`], which turns the `security_event` tracing events other crates emit
-//! (the `rds` SSH host-key check) into records. Records never hold request bodies, so secrets
-//! cannot reach them.
+//! picked. [`Audit`] is the trail as a value, given to whatever reports to it: it observes every
+//! RPC through the server's observers ([`crate::rpc::RpcObserver`], so no handler can forget a
+//! record), the orphan reconciler's deletions ([`crate::orphans::OrphanObserver`]) and the node's
+//! stale-mount recovery ([`RecoveryAudit`]); [`SecurityEventLayer`] turns the `security_event`
+//! tracing events other crates emit (the `rds` SSH host-key check) into records. Records never
+//! hold request bodies, so secrets cannot reach them. The modules that report events know nothing
+//! of this one: it implements their observer traits.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -19,7 +22,9 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
 use crate::error::{DriverError, Result};
-use crate::metrics::code_name;
+use crate::node::NodeObserver;
+use crate::orphans::{self, OrphanObserver};
+use crate::rpc::{Call, RpcObserver, code_name, millis};
 
 /// The `target` every record carries, so a log pipeline reading stderr can route audit lines.
 pub const TARGET: &str = "audit";
@@ -162,8 +167,8 @@ impl AuditSink for MemorySink {
     }
 }
 
-/// Until the binary installs a sink, records become `info` events under target `audit`, so
-/// libraries and tests that never set one up still see them in their logs (and nowhere else).
+/// Records as `info` events under target `audit`: what a program that opened no sink gets
+/// ([`Audit::default`]), so its records still show in its log (and nowhere else).
 struct TracingSink;
 
 impl AuditSink for TracingSink {
@@ -172,24 +177,70 @@ impl AuditSink for TracingSink {
     }
 }
 
-static SINK: RwLock<Option<Arc<dyn AuditSink>>> = RwLock::new(None);
-
-/// Sends every later record to `sink` (replacing any earlier one).
-pub fn set_sink(sink: Arc<dyn AuditSink>) {
-    *SINK.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
+/// The audit trail: a cheap handle on one sink, cloned into everything that reports to it.
+#[derive(Clone)]
+pub struct Audit {
+    sink: Arc<dyn AuditSink>,
 }
 
-pub fn emit(record: &AuditRecord) {
-    let line = record.to_json();
-    let sink = SINK.read().unwrap_or_else(|p| p.into_inner()).clone();
-    match sink {
-        Some(s) => s.write(&line),
-        None => TracingSink.write(&line),
+impl Default for Audit {
+    fn default() -> Self {
+        Audit::new(Arc::new(TracingSink))
     }
 }
 
-/// A finished operation: a mutating RPC (written by `traced`) or one the driver starts itself
-/// (stale-mount recovery, orphan cleanup), which callers report here.
+impl Audit {
+    pub fn new(sink: Arc<dyn AuditSink>) -> Self {
+        Audit { sink }
+    }
+
+    pub fn emit(&self, record: &AuditRecord) {
+        self.sink.write(&record.to_json());
+    }
+
+    pub fn operation(&self, op: &Operation<'_>) {
+        self.emit(&operation_record(op, SystemTime::now()));
+    }
+}
+
+/// Mutating RPCs are recorded; read-only ones are not (their metrics say enough).
+impl RpcObserver for Audit {
+    fn on_rpc(&self, call: &Call<'_>) {
+        if is_mutating(call.method) {
+            self.operation(&Operation {
+                name: call.method,
+                volume: call.volume,
+                node: call.node,
+                code: call.code,
+                message: call.message,
+                elapsed: call.elapsed,
+            });
+        }
+    }
+}
+
+impl OrphanObserver for Audit {
+    fn cleaned(&self, cleanup: &orphans::Cleanup<'_>) {
+        let (code, message) = match cleanup.error {
+            None => (tonic::Code::Ok, ""),
+            Some(e) => (tonic::Code::Internal, e),
+        };
+        self.operation(&Operation {
+            name: match cleanup.kind {
+                orphans::Kind::Disk => orphans::AUDIT_DISK,
+                orphans::Kind::File => orphans::AUDIT_FILE,
+            },
+            volume: cleanup.volume,
+            node: None,
+            code,
+            message,
+            elapsed: Some(cleanup.elapsed),
+        });
+    }
+}
+
+/// A finished operation: a mutating RPC or one the driver starts itself (stale-mount recovery,
+/// orphan cleanup).
 pub struct Operation<'a> {
     pub name: &'a str,
     pub volume: &'a str,
@@ -199,10 +250,6 @@ pub struct Operation<'a> {
     pub message: &'a str,
     /// `None` when the reporter does not time the operation.
     pub elapsed: Option<Duration>,
-}
-
-pub fn operation(op: &Operation<'_>) {
-    emit(&operation_record(op, SystemTime::now()));
 }
 
 fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
@@ -230,7 +277,7 @@ fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
         node: op.node.filter(|n| !n.is_empty()).map(str::to_string),
         code: Some(code_name(op.code)),
         message: (!op.message.is_empty()).then(|| op.message.to_string()),
-        duration_ms: op.elapsed.map(crate::rpc::millis),
+        duration_ms: op.elapsed.map(millis),
         details: BTreeMap::new(),
     }
 }
@@ -239,19 +286,20 @@ fn operation_record(op: &Operation<'_>, at: SystemTime) -> AuditRecord {
 /// observation on to `inner` (events, metrics), so it composes with other observers.
 pub struct RecoveryAudit {
     node: String,
-    inner: Arc<dyn crate::node::NodeObserver>,
+    inner: Arc<dyn NodeObserver>,
+    audit: Audit,
 }
 
 /// What recovery records are called in the audit trail.
 pub const RECOVERY: &str = "StaleMountRecovery";
 
 impl RecoveryAudit {
-    pub fn new(node: String, inner: Arc<dyn crate::node::NodeObserver>) -> Self {
-        RecoveryAudit { node, inner }
+    pub fn new(node: String, inner: Arc<dyn NodeObserver>, audit: Audit) -> Self {
+        RecoveryAudit { node, inner, audit }
     }
 
     fn record(&self, volume: &str, code: tonic::Code, message: &str) {
-        operation(&Operation {
+        self.audit.operation(&Operation {
             name: RECOVERY,
             volume,
             node: Some(&self.node),
@@ -262,7 +310,7 @@ impl RecoveryAudit {
     }
 }
 
-impl crate::node::NodeObserver for RecoveryAudit {
+impl NodeObserver for RecoveryAudit {
     fn stale_detected(&self, volume_id: &str, reason: &str) {
         self.inner.stale_detected(volume_id, reason);
     }
@@ -295,14 +343,14 @@ impl crate::node::NodeObserver for RecoveryAudit {
 
 /// A tracing layer that turns events carrying a `security_event` field into critical audit
 /// records. Other crates only need to log such an event; they need not know about the sink.
-pub struct SecurityEventLayer;
+pub struct SecurityEventLayer(pub Audit);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SecurityEventLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
         if let Some(record) = security_record(fields, SystemTime::now()) {
-            emit(&record);
+            self.0.emit(&record);
         }
     }
 }
@@ -452,12 +500,59 @@ mod tests {
         assert!(!is_mutating("ControllerGetVolume"));
     }
 
-    /// The only test in this binary that installs a sink or a subscriber, so it cannot race.
+    #[test]
+    fn only_mutating_rpcs_are_recorded() {
+        let sink = Arc::new(MemorySink::default());
+        let audit = Audit::new(sink.clone());
+        let call = |method| Call {
+            method,
+            volume: "default:pvc-1",
+            node: Some("node-a"),
+            code: tonic::Code::Ok,
+            message: "",
+            elapsed: Some(Duration::from_millis(4)),
+        };
+        audit.on_rpc(&call("ListVolumes"));
+        audit.on_rpc(&call("ControllerPublishVolume"));
+        let lines = sink.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["event"], "ControllerPublishVolume");
+        assert_eq!(v["node"], "node-a");
+        assert_eq!(v["duration_ms"], 4.0);
+    }
+
+    #[test]
+    fn orphan_cleanups_are_recorded_by_kind_and_outcome() {
+        let sink = Arc::new(MemorySink::default());
+        let audit = Audit::new(sink.clone());
+        let cleanup = |kind, error| orphans::Cleanup {
+            kind,
+            volume: "default:pvc-7",
+            error,
+            elapsed: Duration::from_millis(2),
+        };
+        audit.cleaned(&cleanup(orphans::Kind::Disk, None));
+        audit.cleaned(&cleanup(orphans::Kind::File, Some("file busy")));
+        let v: Vec<serde_json::Value> = sink
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0]["event"], orphans::AUDIT_DISK);
+        assert_eq!(v[0]["outcome"], "success");
+        assert_eq!(v[0]["volume"], "default:pvc-7");
+        assert_eq!(v[1]["event"], orphans::AUDIT_FILE);
+        assert_eq!(v[1]["outcome"], "failure");
+        assert_eq!(v[1]["message"], "file busy");
+    }
+
     #[test]
     fn security_events_from_any_crate_become_critical_records() {
         let sink = Arc::new(MemorySink::default());
-        set_sink(sink.clone());
-        let subscriber = tracing_subscriber::registry().with(SecurityEventLayer);
+        let audit = Audit::new(sink.clone());
+        let subscriber = tracing_subscriber::registry().with(SecurityEventLayer(audit.clone()));
         tracing::subscriber::with_default(subscriber, || {
             tracing::error!(
                 security_event = "ssh_host_key_mismatch",
@@ -469,12 +564,7 @@ mod tests {
             );
             tracing::error!(addr = %"10.0.0.1:22", "an ordinary error");
         });
-        // Other tests in this binary may audit operations meanwhile; only security lines count.
-        let lines: Vec<String> = sink
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains(r#""category":"security""#))
-            .collect();
+        let lines = sink.lines();
         assert_eq!(lines.len(), 1, "{lines:?}");
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["event"], "ssh_host_key_mismatch");
@@ -493,14 +583,14 @@ mod tests {
         // Recovery is audited and still reaches the observer it wraps.
         #[derive(Default)]
         struct Counting(std::sync::atomic::AtomicUsize);
-        impl crate::node::NodeObserver for Counting {
+        impl NodeObserver for Counting {
             fn recovery_failed(&self, _v: &str, _e: &str) {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
         let inner = Arc::new(Counting::default());
-        let observer = RecoveryAudit::new("node-a".into(), inner.clone());
-        crate::node::NodeObserver::recovery_failed(&observer, "default:pvc-9", "mount: EBUSY");
+        let observer = RecoveryAudit::new("node-a".into(), inner.clone(), audit);
+        NodeObserver::recovery_failed(&observer, "default:pvc-9", "mount: EBUSY");
         assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         let rec: serde_json::Value = sink
             .lines()

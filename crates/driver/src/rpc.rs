@@ -1,31 +1,105 @@
-//! One wrapper every RPC goes through: logs method, volume and outcome with its duration,
-//! feeds the metrics observer, audits calls that change state, and turns `DriverError` into a
-//! gRPC status. Request bodies are never logged or audited (they carry secrets).
+//! One wrapper every RPC goes through: logs method, volume and outcome with its duration, tells
+//! the server's [`RpcObserver`] (metrics, the audit trail) and turns `DriverError` into a gRPC
+//! status. Request bodies are never logged or passed on (they carry secrets).
+//!
+//! The observer is a value given to the server ([`crate::server::Services`]), not a process
+//! global: [`crate::bounds::Bounded`] scopes it around each call, so [`traced`] finds it without
+//! every service holding it, and two servers in one process (tests) keep separate observers.
+//! This module knows nothing of metrics or audit; they implement [`RpcObserver`].
 //!
 //! Whatever a request put into an id or an error message is clipped before it is echoed
 //! (status, log, audit) and escaped in logs, so a caller cannot make a log line long, forge one
 //! with a newline, or push the status past what a gRPC client accepts in trailers.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::{Response, Status};
 use tracing::{debug, info, warn};
 
-use crate::audit;
 use crate::error::DriverError;
 
-/// Told about every finished RPC (metrics hook).
-pub trait RpcObserver: Send + Sync {
-    fn on_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration);
+/// One finished RPC, as observers see it: ids clipped to [`MAX_ECHO`], never the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub method: &'static str,
+    /// The volume (or snapshot, or name) the call was about; empty when it names none.
+    pub volume: &'a str,
+    pub node: Option<&'a str>,
+    pub code: tonic::Code,
+    /// The error message for failures (clipped as the status is); empty on success.
+    pub message: &'a str,
+    /// `None` for a request refused at the boundary, before any handler ran.
+    pub elapsed: Option<Duration>,
 }
 
-static OBSERVER: OnceLock<Arc<dyn RpcObserver>> = OnceLock::new();
+/// Told about every finished RPC (metrics count them, the audit trail records mutating ones).
+pub trait RpcObserver: Send + Sync {
+    fn on_rpc(&self, call: &Call<'_>);
+}
 
-/// Installs the process-wide RPC observer (first call wins).
-pub fn set_observer(o: Arc<dyn RpcObserver>) {
-    let _ = OBSERVER.set(o);
+/// Observers told in order; the server takes one of these (cloned per call, so shared).
+#[derive(Clone)]
+pub struct Observers(Arc<[Arc<dyn RpcObserver>]>);
+
+impl Default for Observers {
+    fn default() -> Self {
+        Observers::new(Vec::new())
+    }
+}
+
+impl Observers {
+    pub fn new(observers: Vec<Arc<dyn RpcObserver>>) -> Self {
+        Observers(observers.into())
+    }
+
+    /// Tells `call` to every observer.
+    fn tell(&self, call: &Call<'_>) {
+        for o in self.0.iter() {
+            o.on_rpc(call);
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The serving server's observers, scoped by [`crate::bounds::Bounded`] around each call.
+    static OBSERVERS: Observers;
+}
+
+/// Runs `fut` (one RPC) with `observers` told about it by [`traced`] and [`refused`].
+pub async fn observed<F: Future>(observers: Observers, fut: F) -> F::Output {
+    OBSERVERS.scope(observers, fut).await
+}
+
+/// Tells the observers in scope, if any (a service called outside a server has none).
+fn notify(call: &Call<'_>) {
+    let _ = OBSERVERS.try_with(|o| o.tell(call));
+}
+
+/// The code names gRPC itself uses (and Go's `codes.Code.String()`, so dashboards built for
+/// other CSI drivers keep working).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
 }
 
 /// Most bytes of request-derived text one log field or audit record carries.
@@ -82,19 +156,14 @@ pub fn refused(method: &'static str, e: DriverError) -> Status {
     let code = e.code();
     let message = e.to_string();
     warn!(method, code = ?code, error = %log_safe(&message), "rpc refused at the boundary");
-    if let Some(o) = OBSERVER.get() {
-        o.on_rpc(method, code, Duration::ZERO);
-    }
-    if audit::is_mutating(method) {
-        audit::operation(&audit::Operation {
-            name: method,
-            volume: "",
-            node: None,
-            code,
-            message: &message,
-            elapsed: None,
-        });
-    }
+    notify(&Call {
+        method,
+        volume: "",
+        node: None,
+        code,
+        message: &message,
+        elapsed: None,
+    });
     status(e)
 }
 
@@ -107,8 +176,8 @@ pub async fn traced<T>(
     traced_on_node(method, volume, None, fut).await
 }
 
-/// Runs one RPC handler: logs it, tells the observer (metrics) and, for calls that change
-/// state, writes the audit record. Takes only the ids worth recording, never the request.
+/// Runs one RPC handler: logs it and tells the observers in scope (metrics, audit). Takes only
+/// the ids worth recording, never the request.
 pub async fn traced_on_node<T>(
     method: &'static str,
     volume: &str,
@@ -133,19 +202,14 @@ pub async fn traced_on_node<T>(
             (e.code(), message)
         }
     };
-    if let Some(o) = OBSERVER.get() {
-        o.on_rpc(method, code, elapsed);
-    }
-    if audit::is_mutating(method) {
-        audit::operation(&audit::Operation {
-            name: method,
-            volume: &clip(volume, MAX_ECHO),
-            node: node.map(|n| clip(n, MAX_ECHO)).as_deref(),
-            code,
-            message: &message,
-            elapsed: Some(elapsed),
-        });
-    }
+    notify(&Call {
+        method,
+        volume: &clip(volume, MAX_ECHO),
+        node: node.map(|n| clip(n, MAX_ECHO)).as_deref(),
+        code,
+        message: &message,
+        elapsed: Some(elapsed),
+    });
     result.map(Response::new).map_err(status)
 }
 
@@ -179,5 +243,12 @@ mod tests {
         )));
         assert_eq!(s.code(), tonic::Code::NotFound);
         assert!(s.message().len() < MAX_STATUS + 32, "{}", s.message().len());
+    }
+
+    #[test]
+    fn code_names_match_grpc() {
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+        assert_eq!(code_name(tonic::Code::Cancelled), "Canceled");
+        assert_eq!(code_name(tonic::Code::NotFound), "NotFound");
     }
 }

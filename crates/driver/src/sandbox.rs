@@ -13,9 +13,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::audit::Audit;
 use crate::config::{BackendSettings, build_backend, default_volume_path};
 use crate::error::{DriverError, Result};
 use crate::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
+use crate::rpc::Observers;
 use crate::server::{Services, serve};
 use crate::{Backends, ControllerService, IdentityService};
 
@@ -35,6 +37,9 @@ pub struct SandboxOptions {
     /// Where the simulators keep disk contents; `Dir(d)` puts backend `name` under `d/name`, so
     /// tests can read what a copy really wrote.
     pub storage: rds_sim::Storage,
+    /// Told about every RPC; by default the audit trail, into the log (as a program that opened
+    /// no audit sink has it).
+    pub rpc_observers: Observers,
 }
 
 impl Default for SandboxOptions {
@@ -49,6 +54,7 @@ impl Default for SandboxOptions {
             cluster: Arc::new(MemoryCluster::new()),
             fencing: FencingConfig::default(),
             storage: rds_sim::Storage::Memory,
+            rpc_observers: Observers::new(vec![Arc::new(Audit::default())]),
         }
     }
 }
@@ -168,6 +174,7 @@ impl Sandbox {
             ),
             controller: Some(ControllerService::new(backends, fencing.clone())),
             node: None,
+            observers: o.rpc_observers.clone(),
         };
         let (stop, stop_rx) = oneshot::channel::<()>();
         let sock = socket.clone();

@@ -10,6 +10,7 @@ use tracing::info;
 
 use crate::bounds::Bounded;
 use crate::error::{DriverError, Result};
+use crate::rpc::Observers;
 use crate::{ControllerService, IdentityService, NodeService};
 
 /// CSI messages are small, but ListVolumes pages can grow; 16 MiB matches the earlier driver.
@@ -19,6 +20,8 @@ pub struct Services {
     pub identity: IdentityService,
     pub controller: Option<ControllerService>,
     pub node: Option<NodeService>,
+    /// Told about every call (metrics, the audit trail).
+    pub observers: Observers,
 }
 
 /// Serves until `shutdown` completes (every request checked against [`crate::bounds`] first),
@@ -48,16 +51,16 @@ pub async fn serve_with(
     let incoming = csi::uds::bind_with(socket, access)
         .map_err(|e| DriverError::Config(format!("cannot listen on {}: {e}", socket.display())))?;
     info!(socket = %socket.display(), controller = services.controller.is_some(), node = services.node.is_some(), "serving CSI");
-    let identity = IdentityServer::new(Bounded(services.identity))
+    let identity = IdentityServer::new(Bounded(services.identity, services.observers.clone()))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let controller = services.controller.map(|c| {
-        ControllerServer::new(Bounded(c))
+        ControllerServer::new(Bounded(c, services.observers.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     });
     let node = services.node.map(|n| {
-        NodeServer::new(Bounded(n))
+        NodeServer::new(Bounded(n, services.observers.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     });

@@ -1,7 +1,7 @@
 //! Request limits at the gRPC boundary, over the real socket against rds-sim: an oversize field
 //! is INVALID_ARGUMENT naming the field and the limit, and nothing a caller sends makes a log
 //! line, an audit record or a status long, or forges a log line. One test per binary: it owns
-//! the global subscriber and the audit sink.
+//! the global subscriber.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use csi::v1 as pb;
 use driver::audit::{self, MemorySink};
+use driver::rpc::Observers;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -40,8 +41,8 @@ async fn oversize_fields_are_refused_by_name_and_echoes_stay_small() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
     let sink = Arc::new(MemorySink::default());
-    audit::set_sink(sink.clone());
-    let mut h = start().await;
+    let audit = audit::Audit::new(sink.clone());
+    let mut h = start_with(|o| o.rpc_observers = Observers::new(vec![Arc::new(audit)])).await;
 
     // A 1 MiB volume id, twenty times: each answer is the real error, short, without the value.
     let huge = "v".repeat(1 << 20);

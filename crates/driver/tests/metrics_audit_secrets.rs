@@ -1,6 +1,6 @@
 //! The audit trail and the log, as a controller and a node-shaped handler produce them:
 //! mutating calls are audited with their outcome, and secrets sent with a request appear in
-//! neither. One test per binary: it owns the global subscriber and the audit sink.
+//! neither. One test per binary: it owns the global subscriber.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,7 +15,7 @@ use common::*;
 use csi::v1 as pb;
 use driver::DriverError;
 use driver::audit::{self, MemorySink};
-use driver::rpc::traced_on_node;
+use driver::rpc::{Observers, observed, traced_on_node};
 
 const SECRETS: [&str; 3] = [
     "s3cr3t-password-7f2a",
@@ -71,9 +71,8 @@ async fn mutating_calls_are_audited_and_secrets_reach_no_log() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
     let sink = Arc::new(MemorySink::default());
-    audit::set_sink(sink.clone());
-
-    let mut h = start().await;
+    let observers = Observers::new(vec![Arc::new(audit::Audit::new(sink.clone()))]);
+    let mut h = start_with(|o| o.rpc_observers = observers.clone()).await;
     let name = pvc_name();
     let mut req = create_req(&name, 1);
     req.secrets = secrets();
@@ -105,14 +104,15 @@ async fn mutating_calls_are_audited_and_secrets_reach_no_log() {
         secrets: secrets(),
         ..Default::default()
     };
-    let result = traced_on_node("NodeStageVolume", &stage.volume_id, Some("node-a"), async {
+    // Run as the server runs a handler: with its observers in scope.
+    let handler = traced_on_node("NodeStageVolume", &stage.volume_id, Some("node-a"), async {
         tracing::debug!(request = ?stage, "staging");
         Err::<(), _>(DriverError::Unavailable(format!(
             "no NVMe controller for {}",
             stage.volume_id
         )))
-    })
-    .await;
+    });
+    let result = observed(observers, handler).await;
     assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
     h.stop().await;
 

@@ -19,9 +19,12 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn calls_are_counted_by_method_and_code_and_commands_by_backend_verb_outcome() {
     let metrics = Metrics::new();
-    rpc::set_observer(metrics.rpc_observer());
     let observer = metrics.command_observer("default");
-    let mut h = start_with(|o| o.observer = Some(observer)).await;
+    let mut h = start_with(|o| {
+        o.observer = Some(observer);
+        o.rpc_observers = rpc::Observers::new(vec![metrics.rpc_observer()]);
+    })
+    .await;
 
     let name = pvc_name();
     let vol = created(&mut h.controller, create_req(&name, 1)).await;

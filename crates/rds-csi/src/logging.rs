@@ -1,13 +1,13 @@
 //! Log setup: text for people, JSON lines for log pipelines; stderr either way.
 
-use driver::audit::SecurityEventLayer;
+use driver::audit::{Audit, SecurityEventLayer};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::args::{LogArgs, LogFormat};
 
-pub fn init(args: &LogArgs) {
+pub fn init(args: &LogArgs, audit: Audit) {
     let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
         eprintln!(
             "warning: invalid log filter {:?} ({e}); using \"info\"",
@@ -24,12 +24,12 @@ pub fn init(args: &LogArgs) {
         .with_writer(std::io::stderr);
     match args.log_format {
         // Security events (SSH host-key mismatch) also go to the audit trail.
-        LogFormat::Text => builder.finish().with(SecurityEventLayer).init(),
+        LogFormat::Text => builder.finish().with(SecurityEventLayer(audit)).init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .finish()
-            .with(SecurityEventLayer)
+            .with(SecurityEventLayer(audit))
             .init(),
     }
 }

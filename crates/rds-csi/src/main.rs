@@ -20,7 +20,15 @@ use args::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log);
+    // Opened before logging starts, so security events logged from then on reach the trail.
+    let audit = match audit_trail(&cli.command) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&cli.log, audit.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,9 +41,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(a) => run::controller(a).await,
-            Command::Node(a) => run::node(a).await,
-            Command::All(a) => run::all(a).await,
+            Command::Controller(a) => run::controller(a, audit).await,
+            Command::Node(a) => run::node(a, audit).await,
+            Command::All(a) => run::all(a, audit).await,
             Command::Sim(a) => sim_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Csi(a) => csi_cmd::run(&a.endpoint, a.timeout, a.command)
@@ -53,4 +61,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The audit trail: the `--audit-log` file or stderr for the serving commands; the log for the
+/// others (their security events, such as a host-key mismatch, still show there).
+fn audit_trail(command: &Command) -> Result<driver::audit::Audit, String> {
+    let serve = match command {
+        Command::Controller(a) => &a.serve,
+        Command::Node(a) => &a.serve,
+        Command::All(a) => &a.serve,
+        _ => return Ok(driver::audit::Audit::default()),
+    };
+    let sink = match &serve.audit_log {
+        Some(path) => driver::audit::file_sink(path).map_err(|e| e.to_string())?,
+        None => driver::audit::stderr_sink(),
+    };
+    Ok(driver::audit::Audit::new(sink))
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use driver::audit::Audit;
 use driver::config::{BackendSettings, build_backend, read_backends_file};
 use driver::fencing::serialize::PublishSerializer;
 use driver::fencing::{
@@ -17,6 +18,7 @@ use driver::kube::{
 };
 use driver::metrics::Metrics;
 use driver::orphans::{OrphanConfig, OrphanReconciler};
+use driver::rpc::Observers;
 use driver::server::{Services, serve_with};
 use driver::{Backends, ControllerService, IdentityService, NodeService};
 use tokio::sync::watch;
@@ -31,14 +33,18 @@ use crate::shutdown;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub async fn controller(a: ControllerArgs) -> Result<(), String> {
-    let metrics = observability(&a.serve)?;
+pub async fn controller(a: ControllerArgs, audit: Audit) -> Result<(), String> {
+    let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
-    let c = controller_parts(&a.serve, &a.rds, &a.kube, &a.orphans, kube, &metrics).await?;
+    let c = controller_parts(
+        &a.serve, &a.rds, &a.kube, &a.orphans, kube, &metrics, &audit,
+    )
+    .await?;
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
         node: None,
+        observers: rpc_observers(&metrics, audit),
     };
     let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
@@ -47,8 +53,8 @@ pub async fn controller(a: ControllerArgs) -> Result<(), String> {
     result
 }
 
-pub async fn node(a: NodeArgs) -> Result<(), String> {
-    let metrics = observability(&a.serve)?;
+pub async fn node(a: NodeArgs, audit: Audit) -> Result<(), String> {
+    let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
     let identity = IdentityService::new(
         a.serve.driver_name.clone(),
@@ -59,13 +65,14 @@ pub async fn node(a: NodeArgs) -> Result<(), String> {
     let services = Services {
         identity,
         controller: None,
-        node: Some(node_service(&a.node, kube, &metrics)?),
+        node: Some(node_service(&a.node, kube, &metrics, &audit)?),
+        observers: rpc_observers(&metrics, audit),
     };
     serve_until_signal(&a.serve, services, metrics, None, None).await
 }
 
-pub async fn all(a: AllArgs) -> Result<(), String> {
-    let metrics = observability(&a.serve)?;
+pub async fn all(a: AllArgs, audit: Audit) -> Result<(), String> {
+    let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
     let c = controller_parts(
         &a.serve,
@@ -74,12 +81,14 @@ pub async fn all(a: AllArgs) -> Result<(), String> {
         &a.orphans,
         kube.clone(),
         &metrics,
+        &audit,
     )
     .await?;
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
-        node: Some(node_service(&a.node, kube, &metrics)?),
+        node: Some(node_service(&a.node, kube, &metrics, &audit)?),
+        observers: rpc_observers(&metrics, audit),
     };
     let background = Background::start(&c.fencing, &c.orphans, c.ha.clone());
     let result =
@@ -106,6 +115,7 @@ async fn controller_parts(
     o: &OrphanArgs,
     kube: Option<::kube::Client>,
     metrics: &Arc<Metrics>,
+    audit: &Audit,
 ) -> Result<ControllerParts, String> {
     let ha = ha_gate(s, k, kube.clone())?;
     let backends = backends_from(r, metrics)?;
@@ -125,14 +135,10 @@ async fn controller_parts(
         report_reachability_as_events(&rds, client, k.kube_timeout);
     }
     check_reachable(&backends, &rds).await;
-    let orphans = Arc::new(orphan_reconciler(
-        s,
-        k,
-        o,
-        kube.clone(),
-        backends.clone(),
-        ha.clone(),
-    ));
+    let orphans = Arc::new(
+        orphan_reconciler(s, k, o, kube.clone(), backends.clone(), ha.clone())
+            .with_observer(Arc::new(audit.clone())),
+    );
     metrics.watch_orphans(orphans.clone());
     let fencing = start_fencing(s, k, kube, ha.clone()).await?;
     metrics.watch_fencing(fencing.clone());
@@ -496,6 +502,7 @@ fn node_service(
     n: &NodeOnlyArgs,
     kube: Option<::kube::Client>,
     metrics: &Metrics,
+    audit: &Audit,
 ) -> Result<NodeService, String> {
     if n.node_id.trim().is_empty() {
         return Err("--node-id (NODE_ID) must not be empty".into());
@@ -525,6 +532,7 @@ fn node_service(
     let audit: Arc<dyn driver::node::NodeObserver> = Arc::new(driver::audit::RecoveryAudit::new(
         n.node_id.clone(),
         Arc::new(driver::node::NoopObserver),
+        audit.clone(),
     ));
     let observer: Arc<dyn driver::node::NodeObserver> = match kube {
         Some(client) => {
@@ -545,16 +553,9 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
     csi::uds::parse_endpoint(endpoint).map_err(|e| e.to_string())
 }
 
-/// The audit sink and the metrics registry, set up before anything can be audited or measured.
-fn observability(s: &ServeArgs) -> Result<Arc<Metrics>, String> {
-    let sink = match &s.audit_log {
-        Some(path) => driver::audit::file_sink(path).map_err(|e| e.to_string())?,
-        None => driver::audit::stderr_sink(),
-    };
-    driver::audit::set_sink(sink);
-    let metrics = Metrics::new();
-    driver::rpc::set_observer(metrics.rpc_observer());
-    Ok(metrics)
+/// What every served RPC is told to: the metrics, then the audit trail.
+fn rpc_observers(metrics: &Metrics, audit: Audit) -> Observers {
+    Observers::new(vec![metrics.rpc_observer(), Arc::new(audit)])
 }
 
 /// Serves CSI until SIGTERM/SIGINT, with the HTTP endpoint alongside: it stays up while RPCs

@@ -5,6 +5,11 @@
 //! process already knows (SSH connection state, attachments, NVMe controllers) are read at
 //! scrape time by collectors rather than mirrored into counters that could drift; other
 //! subsystems add theirs with [`Metrics::register_collector`] or [`Metrics::register`].
+//!
+//! Events reach it through observer traits defined where they happen
+//! ([`crate::rpc::RpcObserver`], [`crate::node::NodeObserver`]): this module implements them
+//! and the modules that report know nothing of it, so imports run one way (checked by
+//! `tests/module_graph.rs`).
 
 mod fencing;
 mod leader;
@@ -28,7 +33,7 @@ pub use pool::{
     PoolCache, PoolCollector, PoolFigures, REFRESH_INTERVAL, REFRESH_TIMEOUT, STALE_AFTER,
 };
 pub use routeros::RouterOsMetrics;
-pub use rpc::{RpcMetrics, code_name};
+pub use rpc::RpcMetrics;
 pub use ssh::{HealthCollector, SshCollector};
 
 use crate::backend::Backends;
@@ -94,7 +99,7 @@ impl Metrics {
         self.registry().register_collector(collector);
     }
 
-    /// Feeds `rds_csi_rpc_*`; install with `rpc::set_observer`.
+    /// Feeds `rds_csi_rpc_*`; one of the server's `rpc::Observers`.
     pub fn rpc_observer(&self) -> Arc<RpcMetrics> {
         Arc::clone(&self.rpc)
     }

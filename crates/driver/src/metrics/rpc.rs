@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{AlwaysListed, LATENCY_BUCKETS};
-use crate::rpc::RpcObserver;
+use crate::rpc::{Call, RpcObserver, code_name};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -57,41 +57,18 @@ impl RpcMetrics {
 }
 
 impl RpcObserver for RpcMetrics {
-    fn on_rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+    fn on_rpc(&self, call: &Call<'_>) {
+        let method = call.method;
         self.requests
             .get_or_create(&CallLabels {
                 method,
-                code: code_name(code),
+                code: code_name(call.code),
             })
             .inc();
+        // A call refused at the boundary took no handler time.
         self.duration
             .get_or_create(&MethodLabels { method })
-            .observe(elapsed.as_secs_f64());
-    }
-}
-
-/// The code names gRPC itself uses (and Go's `codes.Code.String()`, so dashboards built for
-/// other CSI drivers keep working).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "Canceled",
-        Unknown => "Unknown",
-        InvalidArgument => "InvalidArgument",
-        DeadlineExceeded => "DeadlineExceeded",
-        NotFound => "NotFound",
-        AlreadyExists => "AlreadyExists",
-        PermissionDenied => "PermissionDenied",
-        ResourceExhausted => "ResourceExhausted",
-        FailedPrecondition => "FailedPrecondition",
-        Aborted => "Aborted",
-        OutOfRange => "OutOfRange",
-        Unimplemented => "Unimplemented",
-        Internal => "Internal",
-        Unavailable => "Unavailable",
-        DataLoss => "DataLoss",
-        Unauthenticated => "Unauthenticated",
+            .observe(call.elapsed.unwrap_or(Duration::ZERO).as_secs_f64());
     }
 }
 
@@ -104,13 +81,17 @@ mod tests {
         let m = RpcMetrics::new();
         let mut reg = Registry::with_prefix("t");
         m.register(&mut reg);
-        m.on_rpc("CreateVolume", tonic::Code::Ok, Duration::from_millis(20));
-        m.on_rpc("CreateVolume", tonic::Code::Ok, Duration::from_millis(30));
-        m.on_rpc(
-            "CreateVolume",
-            tonic::Code::ResourceExhausted,
-            Duration::from_secs(2),
-        );
+        let call = |code, ms| Call {
+            method: "CreateVolume",
+            volume: "",
+            node: None,
+            code,
+            message: "",
+            elapsed: Some(Duration::from_millis(ms)),
+        };
+        m.on_rpc(&call(tonic::Code::Ok, 20));
+        m.on_rpc(&call(tonic::Code::Ok, 30));
+        m.on_rpc(&call(tonic::Code::ResourceExhausted, 2000));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
         assert!(
@@ -132,12 +113,5 @@ mod tests {
             text.contains(r#"t_rpc_duration_seconds_bucket{le="0.05",method="CreateVolume"} 2"#),
             "{text}"
         );
-    }
-
-    #[test]
-    fn code_names_match_grpc() {
-        assert_eq!(code_name(tonic::Code::Ok), "OK");
-        assert_eq!(code_name(tonic::Code::Cancelled), "Canceled");
-        assert_eq!(code_name(tonic::Code::NotFound), "NotFound");
     }
 }

@@ -25,7 +25,6 @@ pub use collector::OrphanCollector;
 pub use decide::{Action, Kind};
 
 use crate::Backends;
-use crate::audit;
 use crate::fencing::Cluster;
 use crate::fencing::clock::{Clock, SystemClock, format_rfc3339};
 use decide::{Aged, Inventory, Tracker};
@@ -35,6 +34,23 @@ const SNAPSHOT_PREFIX: &str = "snap-";
 /// Audit record names for the two kinds of cleanup.
 pub const AUDIT_DISK: &str = "OrphanDiskCleanup";
 pub const AUDIT_FILE: &str = "OrphanFileCleanup";
+
+/// One deletion the reconciler attempted.
+#[derive(Debug, Clone, Copy)]
+pub struct Cleanup<'a> {
+    pub kind: Kind,
+    /// `<backend>:<slot>`.
+    pub volume: &'a str,
+    /// Why it failed; `None` when the disk or file is gone.
+    pub error: Option<&'a str>,
+    pub elapsed: Duration,
+}
+
+/// Told about every deletion (the audit trail records them). Deletions are the reconciler's
+/// only changes to the RDS, so they are what an operator must be able to trace.
+pub trait OrphanObserver: Send + Sync {
+    fn cleaned(&self, cleanup: &Cleanup<'_>);
+}
 
 #[derive(Debug, Clone)]
 pub struct OrphanConfig {
@@ -123,6 +139,7 @@ pub struct OrphanReconciler {
     config: OrphanConfig,
     clock: Arc<dyn Clock>,
     is_leader: IsLeader,
+    observer: Option<Arc<dyn OrphanObserver>>,
     enabled: bool,
     tracker: tokio::sync::Mutex<Tracker>,
     report: RwLock<Report>,
@@ -156,6 +173,7 @@ impl OrphanReconciler {
             config,
             clock: Arc::new(SystemClock),
             is_leader: Arc::new(|| true),
+            observer: None,
             enabled,
             tracker: tokio::sync::Mutex::new(Tracker::default()),
             report: RwLock::new(report),
@@ -174,6 +192,23 @@ impl OrphanReconciler {
     pub fn with_leader_check(mut self, is_leader: IsLeader) -> Self {
         self.is_leader = is_leader;
         self
+    }
+
+    /// Deletions are told to `observer` (the audit trail).
+    pub fn with_observer(mut self, observer: Arc<dyn OrphanObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn tell(&self, kind: Kind, volume: &str, error: Option<&str>, elapsed: Duration) {
+        if let Some(o) = &self.observer {
+            o.cleaned(&Cleanup {
+                kind,
+                volume,
+                error,
+                elapsed,
+            });
+        }
     }
 
     pub fn report(&self) -> Report {
@@ -429,10 +464,6 @@ impl OrphanReconciler {
                 Kind::File => self.delete_file(backend, &a).await,
             };
             let volume = format!("{}:{}", c.key.backend, c.slot);
-            let name = match c.key.kind {
-                Kind::Disk => AUDIT_DISK,
-                Kind::File => AUDIT_FILE,
-            };
             let finding = match result {
                 Ok(None) => {
                     tracker.forget(&c.key);
@@ -441,14 +472,7 @@ impl OrphanReconciler {
                         Kind::File => &self.counters.files_deleted,
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    audit::operation(&audit::Operation {
-                        name,
-                        volume: &volume,
-                        node: None,
-                        code: tonic::Code::Ok,
-                        message: "",
-                        elapsed: Some(started.elapsed()),
-                    });
+                    self.tell(c.key.kind, &volume, None, started.elapsed());
                     self.finding(&a, Action::Deleted, None)
                 }
                 Ok(Some(why)) => {
@@ -459,14 +483,7 @@ impl OrphanReconciler {
                     self.counters
                         .delete_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    audit::operation(&audit::Operation {
-                        name,
-                        volume: &volume,
-                        node: None,
-                        code: tonic::Code::Internal,
-                        message: &why,
-                        elapsed: Some(started.elapsed()),
-                    });
+                    self.tell(c.key.kind, &volume, Some(&why), started.elapsed());
                     self.finding(&a, Action::DeleteFailed, Some(why))
                 }
             };
