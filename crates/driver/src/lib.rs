@@ -26,7 +26,6 @@ pub mod ownership;
 pub mod paging;
 pub mod params;
 pub mod rpc;
-pub mod sandbox;
 pub mod server;
 pub mod size;
 pub mod snapshots;

@@ -487,12 +487,8 @@ async fn a_hung_rds_command_is_retried_and_a_stuck_rds_fails_within_the_deadline
 async fn a_wrong_host_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let o = SandboxOptions::default();
-    let real = driver::sandbox::start_sim(dir.path(), "default", &o)
-        .await
-        .unwrap();
-    let other = driver::sandbox::start_sim(dir.path(), "other", &o)
-        .await
-        .unwrap();
+    let real = sandbox::start_sim(dir.path(), "default", &o).await.unwrap();
+    let other = sandbox::start_sim(dir.path(), "other", &o).await.unwrap();
     let mut settings = real.settings.clone();
     settings.host_key = Some(other.sim.host_key_fingerprint());
     let mut h = Sandbox::serve(dir, vec![real, other], &[settings], None)

@@ -10,7 +10,7 @@ use csi::v1::volume_capability::access_mode::Mode;
 use driver::fencing::annotations as ann;
 use driver::fencing::cluster::{ClusterError, EventKind};
 use driver::params;
-use driver::sandbox::{Sandbox, SandboxOptions};
+use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
 
 fn cap(mode: Mode, block: bool) -> pb::VolumeCapability {

@@ -11,7 +11,7 @@ use csi::v1 as pb;
 use csi::v1::volume_capability::access_mode::Mode;
 use driver::fencing::annotations as ann;
 use driver::params;
-use driver::sandbox::{Sandbox, SandboxOptions};
+use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
 
 const NQN_A: &str = "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e";

@@ -18,7 +18,7 @@ use csi::v1 as pb;
 use csi::v1::volume_capability::access_mode::Mode;
 use driver::fencing::annotations as ann;
 use driver::params;
-use driver::sandbox::{Sandbox, SandboxOptions};
+use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
 
 fn cap(mode: Mode, block: bool) -> pb::VolumeCapability {

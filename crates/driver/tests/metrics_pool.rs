@@ -11,8 +11,8 @@ use std::time::Duration;
 use driver::Backends;
 use driver::config::build_backend;
 use driver::metrics::{Metrics, PoolCache, PoolCollector};
-use driver::sandbox::{SandboxOptions, start_sim};
 use routeros::{ByteSize, DiskAdd, FilePath, Slot};
+use sandbox::{SandboxOptions, start_sim};
 
 const GIB: u64 = 1 << 30;
 

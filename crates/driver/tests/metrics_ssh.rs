@@ -9,8 +9,8 @@ use std::time::Duration;
 use driver::Backends;
 use driver::config::build_backend;
 use driver::metrics::Metrics;
-use driver::sandbox::{SandboxOptions, start_sim};
 use routeros::Slot;
+use sandbox::{SandboxOptions, start_sim};
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -12,7 +12,7 @@ use driver::config::build_backend;
 use driver::fencing::MemoryCluster;
 use driver::fencing::clock::ManualClock;
 use driver::orphans::{Action, Kind, OrphanConfig, OrphanReconciler, Report};
-use driver::sandbox::{SandboxOptions, start_sim};
+use sandbox::{SandboxOptions, start_sim};
 
 const LIVE: &str = "pvc-11111111-1111-1111-1111-111111111111";
 const LEGACY: &str = "pvc-44444444-4444-4444-4444-444444444444";

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use csi::v1 as pb;
 use csi::v1::controller_client::ControllerClient;
-use driver::sandbox::{Sandbox, SandboxOptions};
 use rds::{CommandEvent, CommandObserver};
+use sandbox::{Sandbox, SandboxOptions};
 use tonic::transport::Channel;
 
 const GIB: i64 = 1 << 30;

@@ -12,8 +12,8 @@ use std::time::Instant;
 use csi::v1 as pb;
 use csi::v1::controller_client::ControllerClient;
 use csi::v1::identity_client::IdentityClient;
-use driver::sandbox::{Sandbox, SandboxOptions};
 use rds::{CommandEvent, CommandObserver};
+use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
 use tonic::transport::Channel;
 

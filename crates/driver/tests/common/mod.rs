@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use csi::v1 as pb;
-pub use driver::sandbox::{Sandbox, SandboxOptions};
+pub use sandbox::{Sandbox, SandboxOptions};
 
 pub const GIB: i64 = 1 << 30;
 

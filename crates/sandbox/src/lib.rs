@@ -2,6 +2,9 @@
 //! the production SSH client with host keys pinned, and the CSI services on a real unix socket
 //! with real gRPC clients. The demo, the benchmarks and the integration tests all start from
 //! here, so what they exercise is exactly what production runs, minus the appliance.
+//!
+//! A crate of its own so that the driver library links neither the simulator nor `tempfile`:
+//! only the `rds-csi` binary (for `demo`) and tests depend on it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,13 +16,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::audit::Audit;
-use crate::config::{BackendSettings, build_backend, default_volume_path};
-use crate::error::{DriverError, Result};
-use crate::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
-use crate::rpc::Observers;
-use crate::server::{Services, serve};
-use crate::{Backends, ControllerService, IdentityService};
+use driver::audit::Audit;
+use driver::config::{BackendSettings, build_backend, default_volume_path};
+use driver::error::{DriverError, Result};
+use driver::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
+use driver::rpc::Observers;
+use driver::server::{Services, serve};
+use driver::{Backends, ControllerService, IdentityService};
 
 #[derive(Clone)]
 pub struct SandboxOptions {
