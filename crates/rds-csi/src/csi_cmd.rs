@@ -364,19 +364,25 @@ pub enum CsiCmdError {
     Json(#[from] serde_json::Error),
 }
 
+/// Exit statuses for failed calls are this plus the gRPC code's number (NOT_FOUND, 5, exits
+/// 105), clear of 1 (any other failure) and 2 (a usage error, from the argument parser).
+pub const EXIT_CODE_BASE: u8 = 100;
+
 impl CsiCmdError {
-    /// The gRPC code this failure corresponds to, for scripts that want
-    /// to branch on it (e.g. treat NOT_FOUND as success on delete).
-    #[allow(
-        dead_code,
-        reason = "for main.rs to turn into an exit status; unused until it does"
-    )]
+    /// The gRPC code this failure corresponds to.
     pub fn code(&self) -> tonic::Code {
         match self {
             Self::Rpc(s) => s.code(),
             Self::Connect(e) => connect_code(e),
             Self::Json(_) => tonic::Code::Internal,
         }
+    }
+
+    /// The process exit status, so scripts can branch on the code (treat NOT_FOUND as done
+    /// on delete, retry UNAVAILABLE) without parsing the message (docs/configuration.md).
+    pub fn exit_status(&self) -> u8 {
+        // gRPC codes are 0..=16, so this cannot overflow.
+        EXIT_CODE_BASE + self.code() as u8
     }
 }
 
@@ -931,6 +937,7 @@ mod tests {
         let e = CsiCmdError::Rpc(tonic::Status::not_found("volume pvc-1 not found"));
         assert_eq!(e.to_string(), "NOT_FOUND: volume pvc-1 not found");
         assert_eq!(e.code(), tonic::Code::NotFound);
+        assert_eq!(e.exit_status(), 105);
         let empty = CsiCmdError::Rpc(tonic::Status::unimplemented(""));
         assert_eq!(
             empty.to_string(),

@@ -46,19 +46,22 @@ fn main() -> ExitCode {
             Command::All(a) => run::all(a, audit).await,
             Command::Sim(a) => sim_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
-            Command::Csi(a) => csi_cmd::run(&a.endpoint, a.timeout, a.command)
-                .await
-                .map_err(|e| e.to_string()),
+            Command::Csi(a) => {
+                return csi_cmd::run(&a.endpoint, a.timeout, a.command)
+                    .await
+                    .map_err(|e| (e.to_string(), ExitCode::from(e.exit_status())));
+            }
             Command::Orphans(a) => http::print_orphans(&a.url, a.timeout).await,
             Command::HotplugGuard(a) => guard_cmd::run(a).await,
             Command::Selftest(a) => selftest::run(a).await,
         }
+        .map_err(|e| (e, ExitCode::FAILURE))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err((e, status)) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            status
         }
     }
 }

@@ -42,6 +42,13 @@ fn csi(socket: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A failed `csi` call: its exit status and the code name leading its message.
+fn assert_exit(out: &Output, status: i32, code: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(status), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: {code}: ")), "{stderr}");
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -168,13 +175,37 @@ fn controller_process_serves_the_csi_client_and_stops_on_sigterm() {
             "3Gi",
         ],
     );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("AlreadyExists")
-            || String::from_utf8_lossy(&out.stderr).contains("ALREADY_EXISTS"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_exit(&out, 106, "ALREADY_EXISTS");
+
+    // Each gRPC code has its own exit status (docs/configuration.md), so scripts can branch.
+    let out = csi(
+        &socket,
+        &[
+            "get-volume",
+            "default:pvc-00000000-0000-4000-8000-000000000000",
+        ],
     );
+    assert_exit(&out, 105, "NOT_FOUND");
+    let out = csi(
+        &socket,
+        &[
+            "create-volume",
+            "--name",
+            "pvc-x",
+            "--size",
+            "1Gi",
+            "--param",
+            "nope=1",
+        ],
+    );
+    assert_exit(&out, 103, "INVALID_ARGUMENT");
+    let out = csi(&socket, &["modify-volume", &id]);
+    assert_exit(&out, 112, "UNIMPLEMENTED");
+    let out = csi(&dir.path().join("nobody.sock"), &["probe"]);
+    assert_exit(&out, 114, "UNAVAILABLE");
+    // A usage error is not a gRPC code.
+    let out = csi(&socket, &["no-such-rpc"]);
+    assert_eq!(out.status.code(), Some(2));
 
     let out = csi(&socket, &["delete-volume", &id]);
     assert!(
