@@ -10,6 +10,8 @@ use std::sync::Arc;
 use rds::RdsClient;
 use routeros::{FilePath, Port};
 
+use crate::error::DriverError;
+
 /// Everything the controller needs to place and export volumes on one appliance.
 pub struct Backend {
     pub name: String,
@@ -43,22 +45,19 @@ pub struct Backends {
 
 impl Backends {
     /// `backends` must contain one named `default`.
-    pub fn new(default: &str, backends: Vec<Backend>) -> Result<Self, String> {
+    pub fn new(default: &str, backends: Vec<Backend>) -> Result<Self, DriverError> {
         let mut by_name = BTreeMap::new();
         for b in backends {
             if !crate::volume_id::is_backend_name(&b.name) {
-                return Err(format!(
-                    "backend name {:?} is invalid: use 1-32 lower-case letters, digits and '-'",
-                    b.name
-                ));
+                return Err(DriverError::InvalidBackendName(b.name));
             }
             let name = b.name.clone();
             if by_name.insert(name.clone(), Arc::new(b)).is_some() {
-                return Err(format!("backend {name:?} is configured twice"));
+                return Err(DriverError::DuplicateBackend(name));
             }
         }
         if !by_name.contains_key(default) {
-            return Err(format!("default backend {default:?} is not configured"));
+            return Err(DriverError::NoDefaultBackend(default.to_string()));
         }
         Ok(Backends {
             default: default.to_string(),

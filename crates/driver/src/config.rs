@@ -150,10 +150,8 @@ pub fn read_backends_file(path: &Path) -> Result<Vec<BackendSettings>> {
         .map_err(|e| DriverError::Config(format!("backends file {}: {e}", path.display())))
 }
 
-pub fn parse_backends(text: &str) -> std::result::Result<Vec<BackendSettings>, String> {
-    toml::from_str::<BackendsFile>(text)
-        .map(|f| f.backend)
-        .map_err(|e| e.to_string())
+pub fn parse_backends(text: &str) -> std::result::Result<Vec<BackendSettings>, toml::de::Error> {
+    toml::from_str::<BackendsFile>(text).map(|f| f.backend)
 }
 
 /// Resolves the host-key setting: a fingerprint, or a file holding a key line.
@@ -296,6 +294,6 @@ nvme_address = "10.0.1.2"
             "[[backend]]\nname='a'\naddress='1.2.3.4'\nkey_file='/k'\nhostkey='x'\n",
         )
         .unwrap_err();
-        assert!(e.contains("hostkey"), "{e}");
+        assert!(e.to_string().contains("hostkey"), "{e}");
     }
 }

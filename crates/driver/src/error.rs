@@ -33,6 +33,13 @@ pub enum DriverError {
     /// Startup configuration is unusable; never returned over gRPC.
     #[error("configuration: {0}")]
     Config(String),
+    /// A configured backend's name is not one a volume id can carry.
+    #[error("backend name {0:?} is invalid: use 1-32 lower-case letters, digits and '-'")]
+    InvalidBackendName(String),
+    #[error("backend {0:?} is configured twice")]
+    DuplicateBackend(String),
+    #[error("default backend {0:?} is not configured")]
+    NoDefaultBackend(String),
     /// An RDS operation failed; `context` says what the driver was doing.
     #[error("{context}: {source}")]
     Rds {
@@ -61,7 +68,11 @@ impl DriverError {
             DriverError::Aborted(_) => Code::Aborted,
             DriverError::Unavailable(_) => Code::Unavailable,
             DriverError::Unimplemented(_) => Code::Unimplemented,
-            DriverError::Internal(_) | DriverError::Config(_) => Code::Internal,
+            DriverError::Internal(_)
+            | DriverError::Config(_)
+            | DriverError::InvalidBackendName(_)
+            | DriverError::DuplicateBackend(_)
+            | DriverError::NoDefaultBackend(_) => Code::Internal,
             DriverError::Rds { source, .. } => match source.class() {
                 ErrorClass::NotFound => Code::NotFound,
                 ErrorClass::Exhausted => Code::ResourceExhausted,

@@ -76,35 +76,32 @@ fn number(value: &str) -> Option<u64> {
 
 /// `Block count:` and `Block size:` of `dumpe2fs -h` (`Key:   value` lines; the banner with the
 /// version goes to stderr).
-pub fn parse_dumpe2fs(stdout: &str) -> std::result::Result<FsGeometry, String> {
+pub fn parse_dumpe2fs(stdout: &str) -> Option<FsGeometry> {
     let field = |key: &str| {
         stdout.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             (k.trim() == key).then(|| number(v)).flatten()
         })
     };
-    match (field("Block size"), field("Block count")) {
-        (Some(block_size), Some(blocks)) => Ok(FsGeometry { block_size, blocks }),
-        _ => Err("no positive \"Block size:\" and \"Block count:\" in the output".to_string()),
-    }
+    Some(FsGeometry {
+        block_size: field("Block size")?,
+        blocks: field("Block count")?,
+    })
 }
 
 /// `geom.bsize` and `geom.datablocks` of `xfs_io -c statfs` (`key = value` lines; the `geom.`
 /// lines are printed only when the path is on XFS).
-pub fn parse_xfs_statfs(stdout: &str) -> std::result::Result<FsGeometry, String> {
+pub fn parse_xfs_statfs(stdout: &str) -> Option<FsGeometry> {
     let field = |key: &str| {
         stdout.lines().find_map(|l| {
             let (k, v) = l.split_once('=')?;
             (k.trim() == key).then(|| number(v)).flatten()
         })
     };
-    match (field("geom.bsize"), field("geom.datablocks")) {
-        (Some(block_size), Some(blocks)) => Ok(FsGeometry { block_size, blocks }),
-        _ => Err(
-            "no positive geom.bsize and geom.datablocks in the output (not an XFS mount?)"
-                .to_string(),
-        ),
-    }
+    Some(FsGeometry {
+        block_size: field("geom.bsize")?,
+        blocks: field("geom.datablocks")?,
+    })
 }
 
 /// Reads the filesystem's size. Any failure is an error: guessing could grow the wrong thing or
@@ -118,13 +115,19 @@ pub async fn geometry(
 ) -> Result<FsGeometry> {
     let spec = geometry_command(fs, device, mount_point, cfg.probe_deadline);
     let out = runner.run(&spec).await?.check(&spec)?;
-    let parsed = match fs {
-        FsType::Ext4 => parse_dumpe2fs(&out.stdout),
-        FsType::Xfs => parse_xfs_statfs(&out.stdout),
+    let (parsed, missing) = match fs {
+        FsType::Ext4 => (
+            parse_dumpe2fs(&out.stdout),
+            "no positive \"Block size:\" and \"Block count:\" in the output",
+        ),
+        FsType::Xfs => (
+            parse_xfs_statfs(&out.stdout),
+            "no positive geom.bsize and geom.datablocks in the output (not an XFS mount?)",
+        ),
     };
-    parsed.map_err(|reason| Error::Geometry {
+    parsed.ok_or_else(|| Error::Geometry {
         command: spec.display(),
-        reason,
+        reason: missing.to_string(),
     })
 }
 

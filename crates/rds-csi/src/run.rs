@@ -653,7 +653,9 @@ pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, St
         let observer = metrics.command_observer(&s.name);
         built.push(build_backend(s, Some(observer)).map_err(|e| e.to_string())?);
     }
-    let backends = Backends::new(&r.backend_name, built).map(Arc::new)?;
+    let backends = Backends::new(&r.backend_name, built)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())?;
     metrics.watch_backends(backends.clone());
     Ok(backends)
 }

@@ -162,7 +162,7 @@ impl Sandbox {
             built.push(build_backend(s, observer.clone())?);
         }
         let default = settings.first().map(|s| s.name.clone()).unwrap_or_default();
-        let backends = Arc::new(Backends::new(&default, built).map_err(DriverError::Config)?);
+        let backends = Arc::new(Backends::new(&default, built)?);
         let socket = dir.path().join("csi.sock");
         // As in production: the attachment state is rebuilt before the socket opens.
         let cluster = o.cluster.clone();
