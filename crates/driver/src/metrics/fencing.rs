@@ -6,37 +6,18 @@
 //! ControllerPublish is fencing plus one `disk-print`, so `rds_csi_rpc_duration_seconds` (by
 //! method) and `rds_csi_routeros_command_duration_seconds` already tell the time apart.
 
-use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-
+use super::stats::{Field, StatsCollector};
 use crate::fencing::{AttachmentManager, FencingStats};
 
 /// Exports one manager's [`FencingStats`] at scrape time.
-pub struct FencingCollector {
-    manager: Arc<AttachmentManager>,
+pub fn collector(manager: Arc<AttachmentManager>) -> StatsCollector<FencingStats> {
+    StatsCollector::new("fencing", move || manager.stats(), &GAUGES, &COUNTERS)
 }
-
-impl FencingCollector {
-    pub fn new(manager: Arc<AttachmentManager>) -> Self {
-        FencingCollector { manager }
-    }
-}
-
-impl fmt::Debug for FencingCollector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FencingCollector").finish_non_exhaustive()
-    }
-}
-
-type Read = fn(&FencingStats) -> u64;
 
 /// Gauges: what is true now (name without prefix, help, value).
-const GAUGES: [(&str, &str, Read); 2] = [
+const GAUGES: [Field<FencingStats>; 2] = [
     (
         "fencing_attached_volumes",
         "Volumes the controller has attached to at least one node",
@@ -50,7 +31,7 @@ const GAUGES: [(&str, &str, Read); 2] = [
 ];
 
 /// Counters since the controller started (name without prefix and `_total`, help, value).
-const COUNTERS: [(&str, &str, Read); 11] = [
+const COUNTERS: [Field<FencingStats>; 11] = [
     (
         "fencing_attaches",
         "Node attachments recorded by ControllerPublish (a migration target counts as one)",
@@ -107,28 +88,3 @@ const COUNTERS: [(&str, &str, Read); 11] = [
         |s| s.reconcile_errors_total,
     ),
 ];
-
-fn encode_one<M: EncodeMetric>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: M,
-) -> Result<(), fmt::Error> {
-    let family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(family)
-}
-
-impl Collector for FencingCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        // One snapshot per scrape, so the numbers of one scrape are consistent with each other.
-        let stats = self.manager.stats();
-        for (name, help, read) in GAUGES {
-            let value = i64::try_from(read(&stats)).unwrap_or(i64::MAX);
-            encode_one(&mut encoder, name, help, ConstGauge::new(value))?;
-        }
-        for (name, help, read) in COUNTERS {
-            encode_one(&mut encoder, name, help, ConstCounter::new(read(&stats)))?;
-        }
-        Ok(())
-    }
-}

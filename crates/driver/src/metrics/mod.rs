@@ -14,10 +14,12 @@
 mod fencing;
 mod leader;
 mod node;
+mod orphans;
 mod pool;
 mod routeros;
 mod rpc;
 mod ssh;
+mod stats;
 
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
@@ -26,7 +28,6 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
-pub use fencing::FencingCollector;
 pub use leader::LeaderCollector;
 pub use node::{NodeEventMetrics, NvmeCollector};
 pub use pool::{
@@ -35,6 +36,7 @@ pub use pool::{
 pub use routeros::RouterOsMetrics;
 pub use rpc::RpcMetrics;
 pub use ssh::{HealthCollector, SshCollector};
+pub use stats::StatsCollector;
 
 use crate::backend::Backends;
 use crate::error::DriverError;
@@ -123,7 +125,7 @@ impl Metrics {
 
     /// Exports the attachment manager's fencing stats, read on every scrape.
     pub fn watch_fencing(&self, manager: Arc<AttachmentManager>) {
-        self.register_collector(Box::new(FencingCollector::new(manager)));
+        self.register_collector(Box::new(fencing::collector(manager)));
     }
 
     /// Exports the pool figures of these backends from a cache refreshed every
@@ -143,7 +145,7 @@ impl Metrics {
 
     /// Exports the orphan reconciler's counters, read on every scrape.
     pub fn watch_orphans(&self, reconciler: Arc<crate::orphans::OrphanReconciler>) {
-        self.register_collector(Box::new(crate::orphans::OrphanCollector::new(reconciler)));
+        self.register_collector(Box::new(orphans::collector(reconciler)));
     }
 
     /// Counts the node service's events and forwards them to `inner`; hand the result to

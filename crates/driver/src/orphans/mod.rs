@@ -9,7 +9,6 @@
 //! complete decides nothing; a disk is re-printed, and the PVs re-listed, right before deleting.
 //! The reconciler runs only while `is_leader` says so, the seam for leader election.
 
-mod collector;
 pub mod decide;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +20,6 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-pub use collector::OrphanCollector;
 pub use decide::{Action, Kind};
 
 use crate::Backends;
