@@ -4,6 +4,7 @@
 //! client; `identity` answers who we are and whether the RDS is reachable; `server` puts the
 //! services on a unix socket. Errors map to gRPC codes in exactly one place (`error`).
 
+pub mod accept;
 pub mod audit;
 pub mod backend;
 pub mod bounds;

@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use driver::accept::accept_until;
 use driver::health::RdsHealth;
 use driver::metrics::{CONTENT_TYPE, Metrics};
 use http_body_util::Full;
@@ -39,8 +40,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_LIMIT: Duration = Duration::from_secs(10);
 /// How long open connections may finish their request after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// After a failed accept (out of file descriptors), wait before the next instead of spinning.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub type ReadyFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
@@ -88,7 +87,7 @@ fn normalize(addr: &str) -> String {
 pub async fn start(
     addr: &str,
     endpoints: Endpoints,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<Option<HttpServer>, String> {
     let addr = addr.trim();
     if addr.is_empty() {
@@ -106,35 +105,23 @@ pub async fn start(
     let endpoints = Arc::new(endpoints);
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let eps = Arc::clone(&endpoints);
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_TIMEOUT)
-                            .serve_connection(
-                                TokioIo::new(stream),
-                                service_fn(move |req| handle(Arc::clone(&eps), req, peer)),
-                            );
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                debug!(%peer, error = %e, "HTTP connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "accepting an HTTP connection failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                },
-                // The guard `wait_for` returns is not Send; drop it inside.
-                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
-            }
-        }
-        drop(listener);
+        accept_until(listener, shutdown, "metrics", |stream, peer| {
+            let eps = Arc::clone(&endpoints);
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| handle(Arc::clone(&eps), req, peer)),
+                );
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    debug!(%peer, error = %e, "HTTP connection ended with an error");
+                }
+            });
+        })
+        .await;
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()
@@ -251,8 +238,7 @@ async fn readiness(eps: &Endpoints, detail: bool) -> Response<Full<Bytes>> {
     text(status, lines.join("\n"))
 }
 
-/// `GET <base>/orphans` and prints the body: a plain HTTP/1.1 exchange, since the endpoint is
-/// ours and plain HTTP. The whole exchange is bounded by `limit`.
+/// `GET <base>/orphans` and prints the body. The whole exchange is bounded by `limit`.
 pub async fn print_orphans(base: &str, limit: Duration) -> Result<(), String> {
     let body = tokio::time::timeout(limit, fetch(base, "/orphans"))
         .await
@@ -261,8 +247,13 @@ pub async fn print_orphans(base: &str, limit: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// Most bytes of an answer `fetch` reads: an orphan report of thousands of volumes fits.
+const MAX_ANSWER: usize = 16 << 20;
+
+/// One HTTP/1.1 `GET` on hyper's client (any body framing, chunked included), for the
+/// endpoint this file serves; plain `http://` only, as that endpoint is.
 async fn fetch(base: &str, path: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use http_body_util::{BodyExt, Empty, Limited};
     let rest = base
         .trim_end_matches('/')
         .strip_prefix("http://")
@@ -271,29 +262,41 @@ async fn fetch(base: &str, path: &str) -> Result<String, String> {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, String::new()),
     };
-    let mut stream = tokio::net::TcpStream::connect(authority)
+    let stream = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| format!("connecting to {authority}: {e}"))?;
-    let request =
-        format!("GET {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+    // Drives the connection; it ends when the answer is read and `sender` is dropped.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "HTTP client connection ended with an error");
+        }
+    });
+    let request = Request::get(format!("{prefix}{path}"))
+        .header(hyper::header::HOST, authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("{base}{path}: {e}"))?;
+    let answer = sender
+        .send_request(request)
         .await
         .map_err(|e| format!("sending the request to {authority}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
+    let status = answer.status();
+    let body = Limited::new(answer.into_body(), MAX_ANSWER)
+        .collect()
         .await
-        .map_err(|e| format!("reading the answer from {authority}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{authority} sent no complete HTTP answer"))?;
-    let status = head.split(' ').nth(1).unwrap_or("?");
-    if status != "200" {
-        return Err(format!("{base}{path}: HTTP {status}: {}", body.trim()));
+        .map_err(|e| format!("reading the answer from {authority}: {e}"))?
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    if status != StatusCode::OK {
+        return Err(format!(
+            "{base}{path}: HTTP {}: {}",
+            status.as_u16(),
+            body.trim()
+        ));
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 /// Node readiness until the node service reports its own: the CSI socket exists, so kubelet
@@ -441,6 +444,35 @@ mod tests {
         assert!(fetch("https://x", "/orphans").await.is_err());
         stop.send(true).unwrap();
         server.join().await;
+    }
+
+    #[tokio::test]
+    async fn the_client_reads_chunked_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let n = s.read(&mut request).await.unwrap();
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  6\r\n[{\"a\":\r\n3\r\n1}]\r\n0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            request
+        });
+        let body = fetch(&format!("http://{addr}/prefix"), "/orphans")
+            .await
+            .unwrap();
+        assert_eq!(body, r#"[{"a":1}]"#);
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("GET /prefix/orphans HTTP/1.1\r\n"),
+            "{request}"
+        );
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::Guard;
 use super::slots::{Slot, Slots};
+use crate::accept::accept_until;
 
 pub const PATH: &str = "/validate";
 /// AdmissionReviews of a pod are a few KiB; the API server caps objects at 3 MiB.
@@ -36,7 +37,6 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Longest a connection is kept; then it is closed gracefully and the client reconnects.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `guard` on `listener` with TLS from `tls` until `shutdown` turns true; then stops
 /// accepting and gives open connections [`SHUTDOWN_GRACE`] to finish.
@@ -44,40 +44,30 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     guard: Arc<Guard>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Slots::new();
     let local = listener.local_addr().ok();
     info!(address = ?local, path = PATH, "hotplug guard serving");
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Some(slot) = slots.admit(peer.ip()) else {
-                        warn!(%peer, "every webhook connection slot is serving a request; closing this one");
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    let guard = Arc::clone(&guard);
-                    let stop = shutdown.clone();
-                    tokio::spawn(async move {
-                        let slot = Arc::new(slot);
-                        tokio::select! {
-                            _ = connection(acceptor, stream, peer, guard, stop, Arc::clone(&slot)) => {}
-                            _ = slot.displaced() => debug!(%peer, "idle webhook connection displaced by a newer one"),
-                        }
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "accepting a webhook connection failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-            _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
-        }
-    }
-    drop(listener);
+    let stop = shutdown.clone();
+    accept_until(listener, shutdown, "webhook", |stream, peer| {
+        let Some(slot) = slots.admit(peer.ip()) else {
+            warn!(%peer, "every webhook connection slot is serving a request; closing this one");
+            return;
+        };
+        let acceptor = acceptor.clone();
+        let guard = Arc::clone(&guard);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let slot = Arc::new(slot);
+            tokio::select! {
+                _ = connection(acceptor, stream, peer, guard, stop, Arc::clone(&slot)) => {}
+                _ = slot.displaced() => debug!(%peer, "idle webhook connection displaced by a newer one"),
+            }
+        });
+    })
+    .await;
     // Every connection task holds a slot until it ends; no slot held means all are closed.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), async {
         while slots.open() > 0 {
