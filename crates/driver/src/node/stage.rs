@@ -70,6 +70,16 @@ fn describe(k: &StagedKind) -> String {
     }
 }
 
+/// What a stage has done so far that a failure must undo: one record, undone in one place
+/// ([`Inner::roll_back`]), so the stage is all or nothing whichever step fails.
+#[derive(Debug, Default)]
+struct Rollback {
+    /// This call made the NVMe connection (one found in place is never undone).
+    connected_here: bool,
+    /// This call mounted the staging path (a mount found in place is left).
+    mounted_here: bool,
+}
+
 impl Inner {
     pub(crate) async fn stage(
         &self,
@@ -148,50 +158,78 @@ impl Inner {
             return Ok(pb::NodeStageVolumeResponse {});
         }
 
-        let connected_here = self.ensure_connected(&sc.params).await?;
-        if connected_here {
+        let mut done = Rollback::default();
+        let device = match self
+            .attach(
+                volume_id,
+                &sc.params,
+                &staging,
+                fs_opts.as_ref(),
+                read_only,
+                &mut done,
+            )
+            .await
+        {
+            Ok(device) => device,
+            Err(e) => return Err(self.roll_back(done, &nqn, &staging, e).await),
+        };
+        tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), "staged");
+        self.remember(record).await;
+        Ok(pb::NodeStageVolumeResponse {})
+    }
+
+    /// The steps of a stage that change the node: connect, wait for the device, format and
+    /// mount, grow. Each step that must be undone if a later one fails is noted in `done`.
+    async fn attach(
+        &self,
+        volume_id: &str,
+        params: &ConnectParams,
+        staging: &Path,
+        fs_opts: Option<&(FsType, Vec<String>, MountOptions)>,
+        read_only: bool,
+        done: &mut Rollback,
+    ) -> Result<Device> {
+        let nqn = &params.nqn;
+        done.connected_here = self.ensure_connected(params).await?;
+        if done.connected_here {
             self.observer.nvme_connected(volume_id, nqn.as_str());
         }
-        let device = match self
+        let device = self
             .initiator
             .wait_for_device(
-                &nqn,
+                nqn,
                 self.cfg.deadlines.device_wait,
                 self.cfg.deadlines.device_poll,
             )
             .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                self.undo_connect(connected_here, &nqn).await;
-                return Err(nvme_err(
-                    &format!("waiting for the block device of {nqn}"),
-                    e,
-                ));
-            }
-        };
-        if let Some((fs, _, opts)) = &fs_opts {
-            let (formatted, mounted) =
-                match self.format_and_mount(&device, &staging, *fs, opts).await {
-                    Ok(done) => done,
-                    Err(e) => {
-                        self.undo_connect(connected_here, &nqn).await;
-                        return Err(e);
-                    }
-                };
+            .map_err(|e| nvme_err(&format!("waiting for the block device of {nqn}"), e))?;
+        if let Some((fs, _, opts)) = fs_opts {
+            let (formatted, mounted) = self.format_and_mount(&device, staging, *fs, opts).await?;
+            done.mounted_here = mounted == MountOutcome::Mounted;
             // A filesystem mkfs just made fills its device; only an existing one can be smaller.
-            if formatted == FormatOutcome::Existing
-                && !read_only
-                && let Err(e) = self.grow_to_device(volume_id, &device, &staging, *fs).await
-            {
-                let e = self.undo_mount(mounted, &staging, e).await;
-                self.undo_connect(connected_here, &nqn).await;
-                return Err(e);
+            if formatted == FormatOutcome::Existing && !read_only {
+                self.grow_to_device(volume_id, &device, staging, *fs)
+                    .await?;
             }
         }
-        tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), "staged");
-        self.remember(record).await;
-        Ok(pb::NodeStageVolumeResponse {})
+        Ok(device)
+    }
+
+    /// Undoes what a failed stage did, newest first, and returns the error to report.
+    async fn roll_back(
+        &self,
+        done: Rollback,
+        nqn: &Nqn,
+        staging: &Path,
+        cause: DriverError,
+    ) -> DriverError {
+        let cause = if done.mounted_here {
+            self.undo_mount(staging, cause).await
+        } else {
+            cause
+        };
+        self.undo_connect(done.connected_here, nqn).await;
+        cause
     }
 
     /// Persists a record; a failure only costs automatic recovery after a restart, so it is
@@ -424,18 +462,10 @@ impl Inner {
         Ok(())
     }
 
-    /// Unmounts what a failed stage mounted itself (a mount found in place is left), so the
-    /// stage is all or nothing and kubelet's retry starts clean. Returns the error to report,
-    /// naming the mount when it could not be removed.
-    async fn undo_mount(
-        &self,
-        mounted: MountOutcome,
-        staging: &Path,
-        cause: DriverError,
-    ) -> DriverError {
-        if mounted != MountOutcome::Mounted {
-            return cause;
-        }
+    /// Unmounts what a failed stage mounted itself, so the stage is all or nothing and
+    /// kubelet's retry starts clean. Returns the error to report, naming the mount when it
+    /// could not be removed.
+    async fn undo_mount(&self, staging: &Path, cause: DriverError) -> DriverError {
         match self.mounter.unmount(staging, false).await {
             Ok(_) => {
                 tracing::info!(staging = %staging.display(), "undid the mount of a failed stage");
