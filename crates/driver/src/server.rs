@@ -13,7 +13,7 @@ use crate::error::{DriverError, Result};
 use crate::rpc::Observers;
 use crate::{ControllerService, IdentityService, NodeService};
 
-/// CSI messages are small, but ListVolumes pages can grow; 16 MiB matches the earlier driver.
+/// CSI messages are small, but ListVolumes pages can grow; 16 MiB leaves them room.
 const MAX_MESSAGE: usize = 16 << 20;
 
 pub struct Services {

@@ -1,7 +1,7 @@
 //! Format decision and filesystem tools.
 //!
-//! The earlier driver destroyed data by formatting when blkid could not read a device that had
-//! just (re)connected. Here the only path to mkfs is `blkid -p` exiting 2 ("nothing found" after a
+//! Formatting a device blkid merely could not read (one that has just (re)connected) destroys
+//! data. So the only path to mkfs is `blkid -p` exiting 2 ("nothing found" after a
 //! low-level probe). Every other answer — exit 4/8, a timeout, exit 0 without a `TYPE`
 //! (partition table, RAID member, …) — means "do not touch", after a bounded number of re-probes
 //! for a device that is still settling.

@@ -1,7 +1,7 @@
 //! Filesystem types the driver creates and grows.
 //!
-//! Only ext4 and xfs: they are what the earlier driver shipped besides ext3, and ext3 brings
-//! nothing ext4 cannot mount. Mounting an *existing* filesystem of another type is still refused,
+//! Only ext4 and xfs: existing volumes use them (or ext3, which ext4 mounts), and each type
+//! more is another mkfs and grow path to keep safe. Mounting an *existing* filesystem of another type is still refused,
 //! never reformatted.
 
 use crate::error::Error;

@@ -1,7 +1,7 @@
 //! Idempotent, deadline-bounded mount operations for the node plugin, built on [`MountSys`] and
 //! the mount table.
 //!
-//! Rules this layer enforces (each was a bug in the earlier driver):
+//! Rules this layer enforces (breaking any of them loses data or exposes the node):
 //! - the mount table decides "already mounted"; a retry never stacks a second mount;
 //! - a bind mount only happens from a source that is itself a mount point, so a missing staging
 //!   mount cannot silently publish the node's root disk;

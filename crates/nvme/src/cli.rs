@@ -1,6 +1,6 @@
 //! nvme-cli fallback, for kernels or containers where writing `/dev/nvme-fabrics` directly is not
-//! wanted. The process is killed when its deadline passes (kill_on_drop), unlike the earlier Go
-//! driver whose nvme processes outlived every timeout.
+//! wanted. The process is killed when its deadline passes (kill_on_drop), so no nvme process
+//! outlives the call that started it.
 
 use std::path::Path;
 use std::process::Stdio;

@@ -32,7 +32,7 @@ pub enum ConnectMethod {
     NvmeCli { program: PathBuf },
 }
 
-/// Paths, deadlines and policy. Defaults follow the node spec (§3.1).
+/// Paths, deadlines and policy; the defaults are the node plugin's (docs/configuration.md).
 #[derive(Debug, Clone)]
 pub struct InitiatorConfig {
     pub sysfs_root: PathBuf,

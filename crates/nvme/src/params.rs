@@ -87,7 +87,8 @@ impl CtrlLossTmo {
     }
 }
 
-/// Seconds between reconnect attempts unless the StorageClass says otherwise (spec §2.1).
+/// Seconds between reconnect attempts unless the StorageClass says otherwise
+/// (`reconnectDelay`, docs/configuration.md).
 pub const DEFAULT_RECONNECT_DELAY: std::num::NonZeroU32 = match std::num::NonZeroU32::new(5) {
     Some(v) => v,
     None => std::num::NonZeroU32::MIN,

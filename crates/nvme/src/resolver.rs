@@ -1,7 +1,7 @@
 //! NQN → device resolution with a cache that is never trusted blindly.
 //!
-//! The earlier driver cached `/dev/<name>` and only checked that the path existed; after a
-//! renumbering that name can belong to another volume. Here a cached answer is returned only
+//! A cached `/dev/<name>` that merely still exists proves nothing: after a renumbering that name
+//! can belong to another volume. So a cached answer is returned only
 //! after re-reading, through the block device's own sysfs ancestry, that it still belongs to the
 //! NQN with the same major:minor, and that its controllers still belong to the NQN. Any doubt
 //! means a full rescan.

@@ -437,8 +437,8 @@ impl Model {
         style.finish(render::listing(None, &records))
     }
 
-    /// Refuses to delete the file of a live disk: deleting in-use images is the orphan-cleaner
-    /// bug the earlier driver shipped, and the simulator should make it loud.
+    /// Refuses to delete the file of a live disk: a driver that tries is deleting live data,
+    /// and the simulator should make it loud.
     fn file_remove(&mut self, find: &[Cond]) -> Result<(), String> {
         let matching: Vec<String> = self
             .files

@@ -19,8 +19,7 @@
 //!     (`type=.img` + `file size=…`).
 //! * Everything else was cut mid-token and is joined with no space
 //!   (`file-path=…/pvc-xxx` + `-yyy.img`). Paths, NQNs and slots never contain spaces, so
-//!   this is the safe default: a wrongly inserted space corrupts a path, which is exactly the
-//!   bug the earlier driver had.
+//!   this is the safe default: a wrongly inserted space corrupts a path.
 //!
 //! A wrap inside a quoted value is joined with no space (spaces kept at the end of the line
 //! stay part of the value).

@@ -455,7 +455,7 @@ mod tests {
             matches!(&d, Decision::Deny(m) if m.contains("disk-b (MountedToPod)") && !m.contains("attachPodUID")),
             "{d:?}"
         );
-        // Running and Ready, but the status still points at the old pod (v2 failed here).
+        // Running and Ready, but the status still points at the old pod: not yet handed over.
         let uid_old = vmi(
             &["disk-a", "disk-b"],
             &[

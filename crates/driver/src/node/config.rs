@@ -22,7 +22,7 @@ pub struct NodeDeadlines {
     /// One sysfs scan.
     pub sysfs: Duration,
     /// Waiting for the block device after a connect. Shorter than a kubelet RPC deadline so a
-    /// retry still has time (the earlier driver let this eat the whole budget).
+    /// retry still has time within the same budget.
     pub device_wait: Duration,
     pub device_poll: Duration,
     /// Each mount/umount/mknod/statvfs call.

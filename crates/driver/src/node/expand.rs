@@ -1,5 +1,6 @@
 //! NodeExpandVolume: make the kernel see the grown namespace, grow the filesystem, and answer
-//! with the size actually measured (the earlier driver echoed the request and never rescanned).
+//! with the size actually measured (echoing the request would report a size the kernel may not
+//! see yet).
 
 use std::path::PathBuf;
 

@@ -3,8 +3,8 @@
 //! Filesystem volumes are bind mounts of the staging mount (made read-only, nosuid, nodev and —
 //! unless the StorageClass allows exec — noexec by a bind remount, because the kernel ignores
 //! flags on the bind itself). Block volumes get a device node made with mknod from the
-//! major:minor sysfs reports for the NQN's device: bind-mounting /dev caused mount storms in the
-//! earlier driver. Both are idempotent, and unpublish removes only the exact target path.
+//! major:minor sysfs reports for the NQN's device, because bind-mounting /dev causes mount
+//! storms. Both are idempotent, and unpublish removes only the exact target path.
 
 use std::path::Path;
 

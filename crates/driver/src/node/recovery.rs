@@ -1,7 +1,7 @@
 //! Stale-mount detection and recovery.
 //!
 //! What goes wrong on a real NVMe/TCP host: the controller is deleted and reconnected (by an
-//! operator, by the earlier driver's cleanup, or by kernel 6.12 despite ctrl_loss_tmo=-1), the
+//! operator, by a cleanup script, or by kernel 6.12 despite ctrl_loss_tmo=-1), the
 //! namespace comes back under another name (`nvme0n1` → `nvme3n1`) and the old name may even
 //! belong to another volume now. The staging mount then points at a dead device. Recovery
 //! reconnects with the parameters remembered at stage time, remounts the staging path from the

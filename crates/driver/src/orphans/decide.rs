@@ -1,7 +1,7 @@
 //! Which disks and files are orphans, and which of them are due: pure functions over one pass's
 //! inputs, so every rule that protects live data is unit-tested without an RDS or a cluster.
 //!
-//! The rules are deliberately narrow (bug 15 of the earlier driver deleted live data): only
+//! The rules are deliberately narrow, because a wrong "orphan" is live data deleted: only
 //! `pvc-` slots of type `file` and `pvc-….img` files, only under a backend's allowed paths, only
 //! when no PersistentVolume maps to the slot and no disk uses the file, and only after the
 //! candidate has been seen on an earlier pass and for longer than the grace period.

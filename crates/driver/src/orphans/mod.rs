@@ -2,8 +2,8 @@
 //! PersistentVolume refers to any more, reports them, and (only when the operator enabled it)
 //! deletes them after a real grace period.
 //!
-//! Safe by construction because the earlier driver's reconciler deleted live data (reference
-//! spec §8 and bug 15): dry-run is the default; a candidate is due only when an earlier pass of
+//! Safe by construction, because a reconciler that errs deletes live data: dry-run is the
+//! default; a candidate is due only when an earlier pass of
 //! this process already saw it and the grace period has passed since (RouterOS gives disks no
 //! creation time, so "first seen" is the only honest age); a pass whose inputs are not all
 //! complete decides nothing; a disk is re-printed, and the PVs re-listed, right before deleting.
