@@ -3,6 +3,12 @@
 //! `controller` decides CSI semantics (ids, sizes, idempotency, codes) and calls the `rds`
 //! client; `identity` answers who we are and whether the RDS is reachable; `server` puts the
 //! services on a unix socket. Errors map to gRPC codes in exactly one place (`error`).
+//!
+//! Imports between the top-level modules run one way (`tests/module_graph.rs` fails on a
+//! cycle): modules where events happen (`rpc`, `node`, `orphans`) define observer traits, and
+//! the observability modules (`metrics`, `audit`) implement them; what observes a running
+//! server is handed to it ([`server::Services`]), never installed as a process global. The
+//! in-process test stack lives in the `sandbox` crate, so this library links no simulator.
 
 pub mod accept;
 pub mod audit;
