@@ -1,4 +1,4 @@
-//! Shared request builders; the running system itself comes from `driver::sandbox`.
+//! Shared request builders; the running system itself comes from the `sandbox` crate.
 
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
