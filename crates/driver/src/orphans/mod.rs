@@ -23,6 +23,7 @@ use tracing::{info, warn};
 pub use decide::{Action, Kind};
 
 use crate::Backends;
+use crate::error::DriverError;
 use crate::fencing::Cluster;
 use crate::fencing::clock::{Clock, SystemClock, format_rfc3339};
 use decide::{Aged, Inventory, Tracker};
@@ -285,7 +286,7 @@ impl OrphanReconciler {
             Err(why) => {
                 self.counters.failed_passes.fetch_add(1, Ordering::Relaxed);
                 warn!(error = %why, "orphan pass incomplete: nothing decided, nothing deleted");
-                report.error = Some(why);
+                report.error = Some(why.to_string());
                 self.publish(report.clone());
                 return report;
             }
@@ -369,23 +370,23 @@ impl OrphanReconciler {
 
     /// Lists every backend's disks and files and the cluster's PVs. Each RDS command carries
     /// the client's read deadline; the PV list gets `api_timeout`.
-    async fn gather(&self) -> Result<Inputs, String> {
-        let pvc = Slot::new(crate::volume_id::SLOT_PREFIX).map_err(|e| e.to_string())?;
-        let snap = Slot::new(SNAPSHOT_PREFIX).map_err(|e| e.to_string())?;
+    async fn gather(&self) -> Result<Inputs, DriverError> {
+        let pvc = Slot::new(crate::volume_id::SLOT_PREFIX)
+            .map_err(|e| DriverError::Internal(e.to_string()))?;
+        let snap = Slot::new(SNAPSHOT_PREFIX).map_err(|e| DriverError::Internal(e.to_string()))?;
         let mut inventories = Vec::new();
         for b in self.backends.all() {
-            let fail =
-                |what: &str, e: &dyn std::fmt::Display| format!("backend {}: {what}: {e}", b.name);
+            let fail = |what: &str, e| DriverError::rds(format!("backend {}: {what}", b.name), e);
             let mut disks = b
                 .client
                 .list_disks(&pvc)
                 .await
-                .map_err(|e| fail("listing pvc- disks", &e))?;
+                .map_err(|e| fail("listing pvc- disks", e))?;
             disks.extend(
                 b.client
                     .list_disks(&snap)
                     .await
-                    .map_err(|e| fail("listing snapshot disks", &e))?,
+                    .map_err(|e| fail("listing snapshot disks", e))?,
             );
             let mut files = Vec::new();
             for dir in top_dirs(&b.allowed_paths) {
@@ -393,7 +394,7 @@ impl OrphanReconciler {
                     b.client
                         .list_files(&dir)
                         .await
-                        .map_err(|e| fail(&format!("listing files under {}", dir.as_str()), &e))?,
+                        .map_err(|e| fail(&format!("listing files under {}", dir.as_str()), e))?,
                 );
             }
             inventories.push(Inventory {
@@ -410,14 +411,16 @@ impl OrphanReconciler {
         })
     }
 
-    async fn pv_handles(&self) -> Result<Vec<String>, String> {
+    async fn pv_handles(&self) -> Result<Vec<String>, DriverError> {
         let limit = self.config.api_timeout;
         match tokio::time::timeout(limit, self.cluster.list_pvs()).await {
             Ok(Ok(pvs)) => Ok(pvs.into_iter().map(|p| p.volume_handle).collect()),
-            Ok(Err(e)) => Err(format!("listing PersistentVolumes: {e}")),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(DriverError::Unavailable(format!(
+                "listing PersistentVolumes: {e}"
+            ))),
+            Err(_) => Err(DriverError::Unavailable(format!(
                 "listing PersistentVolumes: no answer within {limit:?}"
-            )),
+            ))),
         }
     }
 
@@ -481,6 +484,7 @@ impl OrphanReconciler {
                     self.counters
                         .delete_failures
                         .fetch_add(1, Ordering::Relaxed);
+                    let why = why.to_string();
                     self.tell(c.key.kind, &volume, Some(&why), started.elapsed());
                     self.finding(&a, Action::DeleteFailed, Some(why))
                 }
@@ -491,14 +495,18 @@ impl OrphanReconciler {
     }
 
     /// `Ok(None)` deleted, `Ok(Some(why))` left alone because it changed, `Err` failed.
-    async fn delete_disk(&self, b: &crate::Backend, a: &Aged) -> Result<Option<String>, String> {
+    async fn delete_disk(
+        &self,
+        b: &crate::Backend,
+        a: &Aged,
+    ) -> Result<Option<String>, DriverError> {
         let c = &a.candidate;
-        let slot = Slot::new(&c.slot).map_err(|e| e.to_string())?;
+        let slot = Slot::new(&c.slot).map_err(|e| DriverError::Internal(e.to_string()))?;
         let now = b
             .client
             .get_disk(&slot)
             .await
-            .map_err(|e| format!("re-printing the disk: {e}"))?;
+            .map_err(|e| DriverError::rds("re-printing the disk", e))?;
         let Some(disk) = now else {
             return Ok(Some("the disk is already gone".into()));
         };
@@ -512,30 +520,34 @@ impl OrphanReconciler {
             .client
             .delete_found_disk(&disk)
             .await
-            .map_err(|e| format!("removing the disk: {e}"))?;
+            .map_err(|e| DriverError::rds("removing the disk", e))?;
         if let Some(file) = outcome.leftover_file {
             warn!(backend = %b.name, slot = %c.slot, file = %file, "orphan disk removed but its file was not; it will be reported as an orphan file");
         }
         Ok(None)
     }
 
-    async fn delete_file(&self, b: &crate::Backend, a: &Aged) -> Result<Option<String>, String> {
+    async fn delete_file(
+        &self,
+        b: &crate::Backend,
+        a: &Aged,
+    ) -> Result<Option<String>, DriverError> {
         let c = &a.candidate;
-        let slot = Slot::new(&c.slot).map_err(|e| e.to_string())?;
+        let slot = Slot::new(&c.slot).map_err(|e| DriverError::Internal(e.to_string()))?;
         // A disk of that slot made since the listing (a retried CreateVolume) owns the file.
         if b.client
             .get_disk(&slot)
             .await
-            .map_err(|e| format!("checking for a disk of the slot: {e}"))?
+            .map_err(|e| DriverError::rds("checking for a disk of the slot", e))?
             .is_some()
         {
             return Ok(Some("a disk of this slot exists now".into()));
         }
-        let path = FilePath::new(&c.path).map_err(|e| e.to_string())?;
+        let path = FilePath::new(&c.path).map_err(|e| DriverError::Internal(e.to_string()))?;
         b.client
             .remove_file(&path)
             .await
-            .map_err(|e| format!("removing the file: {e}"))?;
+            .map_err(|e| DriverError::rds("removing the file", e))?;
         Ok(None)
     }
 }
