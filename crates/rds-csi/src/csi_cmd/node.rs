@@ -11,6 +11,10 @@ use tonic::transport::Channel;
 use super::{CapabilityArgs, CsiCmdError, call, map, parse_kv, parse_size};
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "variant names are the subcommand names (node-stage, node-info, …)"
+)]
 pub enum NodeCommand {
     /// Node.NodeStageVolume.
     NodeStage {
