@@ -331,8 +331,11 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
         kind: EventKind::Warning,
         reason: "AttachmentConflict".into(),
         message: message.clone(),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(event.clone()).await;
+    cluster.events().flushed().await;
 
     let events = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -356,6 +359,7 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
 
     // The identical event again: the same object, counted twice.
     cluster.post_event(event.clone()).await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].count, Some(2));
@@ -369,6 +373,7 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
             ..event
         })
         .await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     let mut reasons: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
     reasons.sort();
@@ -397,8 +402,11 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
         kind: EventKind::Warning,
         reason: "MountFailure".into(),
         message: format!("[{pv}] on [node-7]: mount failed"),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(event(&bound_pv)).await;
+    cluster.events().flushed().await;
     let on_pvc = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(on_pvc.len(), 1, "{on_pvc:?}");
     assert_eq!(on_pvc[0].involved_object.uid.as_deref(), Some(uid.as_str()));
@@ -408,6 +416,7 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
     assert_eq!(source.host.as_deref(), Some("node-7"));
 
     cluster.post_event(event(&unbound_pv)).await;
+    cluster.events().flushed().await;
     let on_pv = events_about(&env.admin, "default", &unbound_pv).await;
     assert_eq!(on_pv.len(), 1, "{on_pv:?}");
     assert_eq!(
@@ -429,6 +438,7 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
             ..event(&gone_pv)
         })
         .await;
+    cluster.events().flushed().await;
     assert_eq!(events_about(&env.admin, "default", &gone_pv).await.len(), 1);
 }
 
@@ -466,8 +476,11 @@ async fn an_unreachable_api_server_is_unavailable_never_not_found() {
             kind: EventKind::Normal,
             reason: "VolumeAttached".into(),
             message: "m".into(),
+            pv_uid: None,
+            pvc_uid: None,
         })
         .await;
+    cluster.events().flushed().await;
 }
 
 // ---- RBAC ----
@@ -548,9 +561,13 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         kind: EventKind::Warning,
         reason: "AttachmentConflict".into(),
         message: format!("[{handle}]: conflict"),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(on_pvc.clone()).await;
+    cluster.events().flushed().await;
     cluster.post_event(on_pvc).await;
+    cluster.events().flushed().await;
     // Only the PV known: found through the claimRef.
     cluster
         .post_event(VolumeEvent {
@@ -559,8 +576,11 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
             kind: EventKind::Normal,
             reason: "VolumeDetached".into(),
             message: format!("[{handle}]: Detached from node n1"),
+            pv_uid: None,
+            pvc_uid: None,
         })
         .await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     let find = |reason: &str| events.iter().find(|e| e.reason.as_deref() == Some(reason));
     match find("AttachmentConflict") {

@@ -95,8 +95,10 @@ impl Fixture {
             .collect()
     }
 
-    /// (reason, message) of the events on the volume's PVC, in its namespace.
+    /// (reason, message) of the events on the volume's PVC, in its namespace, once every event
+    /// queued so far was posted (events leave the request path through a queue).
     async fn events(&self, v: &Volume) -> Vec<(String, String)> {
+        self.cluster.events().flushed().await;
         events_about(&self.env.admin, &self.ns, &v.pvc)
             .await
             .into_iter()
@@ -402,12 +404,27 @@ async fn publish_and_unpublish_read_one_pv_and_write_it_once_whatever_the_pv_cou
     manager.publish(&fx.publish(&v, &node)).await.unwrap();
     let get = format!("GET /api/v1/persistentvolumes/{}", v.pv);
     let patch = format!("PATCH /api/v1/persistentvolumes/{}", v.pv);
-    assert_eq!(pv_requests(&log), [get.clone(), patch.clone()]);
-    eprintln!("publish, all requests: {:?}", log.lock().unwrap());
+    let post = format!("POST /api/v1/namespaces/{}/events", fx.ns);
+    // On the request path: the Node and its CSINode (node exists, attach limit), the PV's GET
+    // and the PATCH conditional on its resourceVersion. The VolumeAttached event follows from
+    // the queue as one POST on the PVC, whose uid the PV's claimRef gave: nothing read again.
+    cluster.events().flushed().await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("GET /api/v1/nodes/{node}"),
+            format!("GET /apis/storage.k8s.io/v1/csinodes/{node}"),
+            get.clone(),
+            patch.clone(),
+            post.clone(),
+        ]
+    );
     log.lock().unwrap().clear();
     manager.unpublish(&v.id, Some(&node)).await.unwrap();
-    assert_eq!(pv_requests(&log), [get, patch]);
+    cluster.events().flushed().await;
+    assert_eq!(*log.lock().unwrap(), [get, patch, post]);
     assert!(fx.recorded_nodes(&v).await.is_empty());
+    assert_eq!(cluster.events().dropped_events(), 0);
 
     // A static PV (any name): found through the index, again without a listing.
     let index = cluster.start_pv_index();

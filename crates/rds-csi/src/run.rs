@@ -684,6 +684,8 @@ fn report_reachability_as_events(
                     "backend {backend} does not answer: {}; operations that need it fail until it does, detaches go on",
                     driver::rpc::clip(e, 512)
                 ),
+                pv_uid: None,
+                pvc_uid: None,
             },
             None => driver::fencing::cluster::VolumeEvent {
                 pv_name: None,
@@ -691,6 +693,8 @@ fn report_reachability_as_events(
                 kind: driver::fencing::cluster::EventKind::Normal,
                 reason: "RDSReachable".into(),
                 message: format!("backend {backend} answers again"),
+                pv_uid: None,
+                pvc_uid: None,
             },
         };
         let (recorder, pod, namespace) = (recorder.clone(), pod.clone(), namespace.clone());

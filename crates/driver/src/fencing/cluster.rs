@@ -18,6 +18,10 @@ pub struct PvInfo {
     pub resource_version: String,
     /// `spec.claimRef` (namespace, name), when bound.
     pub claim: Option<(String, String)>,
+    /// `metadata.uid`, and `spec.claimRef.uid`: what an event's involvedObject names, kept so
+    /// posting an event about a PV just read needs no second read.
+    pub uid: Option<String>,
+    pub claim_uid: Option<String>,
 }
 
 /// A VolumeAttachment of this driver (`spec.attacher == driver name`).
@@ -59,6 +63,11 @@ pub struct VolumeEvent {
     /// CamelCase reason, e.g. `AttachmentConflict`.
     pub reason: String,
     pub message: String,
+    /// The PV's and the PVC's uids when the caller already read them; with them the recorder
+    /// reads nothing before posting. A `pvc_uid` belongs to `pvc`; a `pv_uid` without a `pvc`
+    /// says the PV was read and has no claim.
+    pub pv_uid: Option<String>,
+    pub pvc_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,6 +111,7 @@ pub trait Cluster: Send + Sync + 'static {
         Ok(None)
     }
     /// Best effort: failures are logged by the implementation, never returned, because an
-    /// event must never fail the operation it describes.
+    /// event must never fail the operation it describes. The Kubernetes implementation queues
+    /// the event and returns at once, so an event costs the operation no API request.
     async fn post_event(&self, event: VolumeEvent);
 }

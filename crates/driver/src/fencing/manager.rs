@@ -248,6 +248,8 @@ impl AttachmentManager {
             kind,
             reason: reason.to_string(),
             message,
+            pv_uid: target.pv_uid.clone(),
+            pvc_uid: target.pvc_uid.clone(),
         };
         let limit = self.config.api_timeout;
         if tokio::time::timeout(limit, self.cluster.post_event(event))
@@ -449,8 +451,9 @@ impl AttachmentManager {
             .as_ref()
             .map(|a| a.target.clone())
             .unwrap_or_default();
-        if ctx_pvc.is_some() {
+        if ctx_pvc.is_some() && target.pvc != ctx_pvc {
             target.pvc = ctx_pvc.clone();
+            target.pvc_uid = None;
         }
         let new_node = NodeAttachment {
             node: req.node.clone(),
@@ -488,10 +491,7 @@ impl AttachmentManager {
         let pv = self.persist(&req.volume_id, Some(&next), &doing).await?;
         let mut next = next;
         if let Some(pv) = &pv {
-            next.target.pv_name = Some(pv.name.clone());
-            if next.target.pvc.is_none() {
-                next.target.pvc = pv.claim.clone();
-            }
+            next.target.follow_pv(pv);
         }
         self.map().insert(req.volume_id.clone(), next.clone());
 

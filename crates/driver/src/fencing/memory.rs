@@ -58,6 +58,8 @@ impl MemoryCluster {
             annotations: BTreeMap::new(),
             resource_version: i.bump(),
             claim: claim.map(|(ns, n)| (ns.to_string(), n.to_string())),
+            uid: None,
+            claim_uid: None,
         };
         i.pvs.insert(name.to_string(), pv.clone());
         pv

@@ -238,15 +238,15 @@ impl AttachmentManager {
             let secs = va.deleting_for_secs.unwrap_or_default();
             let pv = va.pv_name.clone().unwrap_or_default();
             warn!(va = %va.name, pv = %pv, node = %va.node, secs, "VolumeAttachment stuck in deletion");
-            let pvc = self
+            let target = self
                 .map()
                 .values()
                 .find(|a| a.target.pv_name.as_deref() == va.pv_name.as_deref())
-                .and_then(|a| a.target.pvc.clone());
-            let target = EventTarget {
-                pv_name: va.pv_name.clone(),
-                pvc,
-            };
+                .map(|a| a.target.clone())
+                .unwrap_or_else(|| EventTarget {
+                    pv_name: va.pv_name.clone(),
+                    ..EventTarget::default()
+                });
             self.post(
                 &target,
                 EventKind::Warning,

@@ -254,8 +254,9 @@ impl Cluster for KubeCluster {
         }))
     }
 
+    /// Queued (see `EventRecorder::enqueue`): the operation that caused it does not wait.
     async fn post_event(&self, event: VolumeEvent) {
-        self.events.post(&event).await;
+        self.events.enqueue(event);
     }
 }
 

@@ -19,17 +19,17 @@ pub(crate) fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
     if csi.driver != driver {
         return None;
     }
-    let claim = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.claim_ref.as_ref())
-        .and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let claim = claim_ref.and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+    let claim_uid = claim.as_ref().and(claim_ref).and_then(|c| c.uid.clone());
     Some(PvInfo {
         name: pv.metadata.name.clone().unwrap_or_default(),
         volume_handle: csi.volume_handle.clone(),
         annotations: pv.metadata.annotations.clone().unwrap_or_default(),
         resource_version: pv.metadata.resource_version.clone().unwrap_or_default(),
         claim,
+        uid: pv.metadata.uid.clone(),
+        claim_uid,
     })
 }
 
