@@ -599,7 +599,8 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     failed
 }
 
-/// The PV index follows a PV created after its listing (PV list + watch), and the Node watch
+/// The PV index follows a PV created after its listing (PV list + watch), the node cache lists
+/// Nodes and CSINodes (list + watch), and the Node watch
 /// releases the fence of a node deleted after its listing (Node list + watch; the release reads
 /// the Node again: get).
 async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) -> Vec<String> {
@@ -625,6 +626,31 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
         ));
     }
     index.abort();
+
+    // The node cache (Node and CSINode list + watch) completes its listings.
+    let nodes = cluster.start_node_cache();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cluster.node_cache_ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !cluster.node_cache_ready() {
+        failed.push("node cache: Node and CSINode listings never completed".into());
+    }
+    // A CSINode created after the listing reaches the cache through the watch.
+    let limited = unique("node");
+    create_csinode(&env.admin, &limited, driver, 2).await;
+    while cluster.cached_attach_limit(&limited) != Some(Some(2))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if cluster.cached_attach_limit(&limited) != Some(Some(2)) {
+        failed.push(format!(
+            "node cache: {:?} for a CSINode created after the listing",
+            cluster.cached_attach_limit(&limited)
+        ));
+    }
+    nodes.abort();
 
     let node = unique("node");
     create_node(&env.admin, &node, &[]).await;
@@ -663,6 +689,28 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
     }
     watch.abort();
     failed
+}
+
+async fn create_csinode(admin: &kube::Client, node: &str, driver: &str, count: i32) {
+    use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeNodeResources};
+    let csinode = CSINode {
+        metadata: kube::api::ObjectMeta {
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+        spec: CSINodeSpec {
+            drivers: vec![CSINodeDriver {
+                name: driver.to_string(),
+                node_id: node.to_string(),
+                allocatable: Some(VolumeNodeResources { count: Some(count) }),
+                topology_keys: None,
+            }],
+        },
+    };
+    Api::<CSINode>::all(admin.clone())
+        .create(&Default::default(), &csinode)
+        .await
+        .unwrap();
 }
 
 /// `role` with exactly one grant taken away.

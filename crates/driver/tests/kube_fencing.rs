@@ -426,6 +426,41 @@ async fn publish_and_unpublish_read_one_pv_and_write_it_once_whatever_the_pv_cou
     assert!(fx.recorded_nodes(&v).await.is_empty());
     assert_eq!(cluster.events().dropped_events(), 0);
 
+    // With the node cache, the node is admitted without a request: a publish is the PV's GET
+    // and PATCH, nothing else.
+    let nodes = cluster.start_node_cache();
+    wait_until("the node cache to be ready", || async {
+        cluster.node_cache_ready()
+    })
+    .await;
+    let w = provisioned(&fx).await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&w, &node)).await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("GET /api/v1/persistentvolumes/{}", w.pv),
+            format!("PATCH /api/v1/persistentvolumes/{}", w.pv),
+        ]
+    );
+    cluster.events().flushed().await;
+    manager.unpublish(&w.id, Some(&node)).await.unwrap();
+    // A node the cache has not seen (its watch is stopped here, so none is) is read, not
+    // refused.
+    nodes.abort();
+    let late = unique("node");
+    create_node(&fx.env.admin, &late, &[]).await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&w, &late)).await.unwrap();
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&format!("GET /api/v1/nodes/{late}")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    manager.unpublish(&w.id, Some(&late)).await.unwrap();
+
     // A static PV (any name): found through the index, again without a listing.
     let index = cluster.start_pv_index();
     wait_until("the PV index to be ready", || async {

@@ -402,6 +402,7 @@ fn fencing_cluster(s: &ServeArgs, k: &KubeArgs, kube: Option<::kube::Client>) ->
                 .with_timeout(k.kube_timeout);
             // Runs for the life of the process, as the cluster it serves does.
             drop(cluster.start_pv_index());
+            drop(cluster.start_node_cache());
             Arc::new(cluster)
         }
         None => {

@@ -110,6 +110,16 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = node;
         Ok(None)
     }
+    /// What admitting a new attachment to `node` needs: whether it exists, and its attach
+    /// limit (`attach_limit`, asked only of a node that exists). An implementation may answer
+    /// from a watch-fed cache for nodes it holds, never "absent" from a cache.
+    async fn node_for_attach(&self, node: &str) -> Result<(NodeState, Option<u32>), ClusterError> {
+        let state = self.node_state(node).await?;
+        if state == NodeState::Absent {
+            return Ok((state, None));
+        }
+        Ok((state, self.attach_limit(node).await?))
+    }
     /// Best effort: failures are logged by the implementation, never returned, because an
     /// event must never fail the operation it describes. The Kubernetes implementation queues
     /// the event and returns at once, so an event costs the operation no API request.

@@ -551,12 +551,15 @@ impl AttachmentManager {
     /// trial mode's in-memory cluster has no registry, so there every node exists, unlimited.
     async fn admit_node(&self, req: &PublishRequest, doing: &str) -> Result<()> {
         let node = &req.node;
-        let state = self
-            .call("looking up a node", self.cluster.node_state(node))
+        let (state, limit) = self
+            .call(
+                "looking up a node and its attach limit",
+                self.cluster.node_for_attach(node),
+            )
             .await
             .map_err(|e| {
                 DriverError::Unavailable(format!(
-                    "{doing}: cannot verify that node {node} exists: {e}"
+                    "{doing}: cannot verify that node {node} exists and read its attach limit: {e}"
                 ))
             })?;
         if state == NodeState::Absent {
@@ -564,17 +567,6 @@ impl AttachmentManager {
                 "{doing}: node {node} does not exist (no Node object)"
             )));
         }
-        let limit = self
-            .call(
-                "reading the node's attach limit",
-                self.cluster.attach_limit(node),
-            )
-            .await
-            .map_err(|e| {
-                DriverError::Unavailable(format!(
-                    "{doing}: cannot read the attach limit of node {node}: {e}"
-                ))
-            })?;
         if let Some(limit) = limit {
             let held = self
                 .map()

@@ -4,7 +4,7 @@
 //! without a server.
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::fencing::cluster::{NodeState, PvInfo, VolumeAttachmentInfo};
@@ -31,6 +31,18 @@ pub(crate) fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
         uid: pv.metadata.uid.clone(),
         claim_uid,
     })
+}
+
+/// The CSINode's allocatable count for `driver`, when it publishes one.
+pub(crate) fn attach_limit(csinode: &CSINode, driver: &str) -> Option<u32> {
+    csinode
+        .spec
+        .drivers
+        .iter()
+        .find(|d| d.name == driver)
+        .and_then(|d| d.allocatable.as_ref())
+        .and_then(|a| a.count)
+        .and_then(|c| u32::try_from(c).ok())
 }
 
 /// `Some` only for an attachment whose attacher is `driver`.
