@@ -524,6 +524,19 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
             Ok(vas) if vas.len() == 1 => {}
             other => failed.push(format!("list_volume_attachments: {other:?}")),
         }
+        // A VolumeAttachment stuck in deletion is finished: read afresh (get), the attacher's
+        // finalizer taken off (patch).
+        let stuck = unique("csi");
+        let finalizer = format!("external-attacher/{}", driver.replace('.', "-"));
+        create_va(&env.admin, &stuck, &driver, "n-gone", &pv, &[&finalizer]).await;
+        Api::<k8s_openapi::api::storage::v1::VolumeAttachment>::all(env.admin.clone())
+            .delete(&stuck, &DeleteParams::default())
+            .await
+            .unwrap();
+        match cluster.finish_volume_attachment(&stuck, "n-gone").await {
+            Ok(true) => {}
+            other => failed.push(format!("finish_volume_attachment: {other:?}")),
+        }
         if let Err(e) = cluster.node_state("n1").await {
             failed.push(format!("node_state: {e}"));
         }

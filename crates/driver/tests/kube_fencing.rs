@@ -554,6 +554,90 @@ async fn a_node_deleted_or_out_of_service_is_released_by_the_node_watch() {
     );
 }
 
+/// A VolumeAttachment stuck in deletion (the external-attacher's finalizer still on it) whose
+/// Node is gone is finished by a reconciler pass: the attachment released and only the
+/// attacher's finalizer taken off, so Kubernetes can delete it. One whose node exists is only
+/// reported.
+#[tokio::test]
+async fn a_volume_attachment_stuck_for_a_deleted_node_is_finished() {
+    use k8s_openapi::api::storage::v1::VolumeAttachment;
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("a_volume_attachment_stuck_for_a_deleted_node_is_finished").await else {
+        return;
+    };
+    let (gone, alive) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &gone, &[]).await;
+    create_node(&fx.env.admin, &alive, &[]).await;
+    let (v, w) = (fx.volume().await, fx.volume().await);
+    let m = AttachmentManager::new(
+        fx.cluster.clone(),
+        FencingConfig {
+            stuck_detach_after: std::time::Duration::ZERO,
+            ..FencingConfig::default()
+        },
+    );
+    m.rebuild().await.unwrap();
+    m.publish(&fx.publish(&v, &gone)).await.unwrap();
+    m.publish(&fx.publish(&w, &alive)).await.unwrap();
+    // The test drivers' names hold only lowercase letters, digits, '-' and '.'.
+    let finalizer = format!("external-attacher/{}", fx.driver.replace('.', "-"));
+    let other = "example.com/another-controller";
+    let (va_gone, va_alive) = (unique("csi"), unique("csi"));
+    create_va(
+        &fx.env.admin,
+        &va_gone,
+        &fx.driver,
+        &gone,
+        &v.pv,
+        &[&finalizer, other],
+    )
+    .await;
+    create_va(
+        &fx.env.admin,
+        &va_alive,
+        &fx.driver,
+        &alive,
+        &w.pv,
+        &[&finalizer],
+    )
+    .await;
+    let vas: Api<VolumeAttachment> = Api::all(fx.env.admin.clone());
+    for va in [&va_gone, &va_alive] {
+        vas.delete(va, &Default::default()).await.unwrap();
+    }
+    delete_node(&fx.env.admin, &gone).await;
+
+    let report = m.reconcile_once().await;
+    assert_eq!(report.finished_volume_attachments, [va_gone.clone()]);
+    assert_eq!(report.stuck_volume_attachments, [va_alive.clone()]);
+    let finalizers = |va: VolumeAttachment| va.metadata.finalizers.unwrap_or_default();
+    assert_eq!(finalizers(vas.get(&va_gone).await.unwrap()), [other]);
+    assert_eq!(finalizers(vas.get(&va_alive).await.unwrap()), [finalizer]);
+    assert!(m.attached_nodes(&v.id).is_empty());
+    assert!(fx.recorded_nodes(&v).await.is_empty());
+    assert_eq!(m.attached_nodes(&w.id), [alive]);
+    let events = fx.events(&v).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "VolumeAttachmentFinished"
+                && message.contains(&va_gone)),
+        "{events:?}"
+    );
+
+    // Let the API server delete both.
+    let clear = serde_json::json!({"metadata": {"finalizers": null}});
+    for va in [&va_gone, &va_alive] {
+        vas.patch(
+            va,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&clear),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 fn apiserver(scripts: &Path, state: &Path, action: &str) {
     let status = std::process::Command::new(scripts.join("apiserver.sh"))
         .arg(state)

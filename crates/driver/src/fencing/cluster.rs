@@ -110,6 +110,16 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = node;
         Ok(None)
     }
+    /// Lets Kubernetes finish deleting VolumeAttachment `name`, which is stuck in deletion for
+    /// `node`, by taking off the external-attacher's finalizer: what the attacher does after a
+    /// ControllerUnpublish succeeded. The VA is read afresh and changed only if it is still
+    /// this driver's, for `node`, being deleted and carrying that finalizer (`Ok(false)`
+    /// otherwise); the write is conditional on the read's resourceVersion. A cluster without
+    /// VolumeAttachments (the trial mode) has nothing to finish.
+    async fn finish_volume_attachment(&self, name: &str, node: &str) -> Result<bool, ClusterError> {
+        let _ = (name, node);
+        Ok(false)
+    }
     /// What admitting a new attachment to `node` needs: whether it exists, and its attach
     /// limit (`attach_limit`, asked only of a node that exists). An implementation may answer
     /// from a watch-fed cache for nodes it holds, never "absent" from a cache.

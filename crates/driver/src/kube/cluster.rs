@@ -258,6 +258,46 @@ impl Cluster for KubeCluster {
             .collect())
     }
 
+    async fn finish_volume_attachment(&self, name: &str, node: &str) -> Result<bool, ClusterError> {
+        let api: Api<VolumeAttachment> = Api::all(self.client.clone());
+        let what = format!("reading VolumeAttachment {name}");
+        let Some(va) = bounded(&what, self.timeout, api.get_opt(name)).await? else {
+            return Ok(false);
+        };
+        let finalizer = objects::attacher_finalizer(&self.driver_name);
+        let finalizers = va.metadata.finalizers.clone().unwrap_or_default();
+        if va.spec.attacher != self.driver_name
+            || va.spec.node_name != node
+            || va.metadata.deletion_timestamp.is_none()
+            || !finalizers.contains(&finalizer)
+        {
+            return Ok(false);
+        }
+        let Some(resource_version) = va.metadata.resource_version.clone() else {
+            return Err(ClusterError::Other(format!(
+                "VolumeAttachment {name} has no resourceVersion; not changing it unconditionally"
+            )));
+        };
+        let rest: Vec<String> = finalizers.into_iter().filter(|f| *f != finalizer).collect();
+        // A merge patch replaces the whole list; the resourceVersion makes it apply only to
+        // the list just read (409 otherwise), so another controller's finalizer is never lost.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": resource_version, "finalizers": rest}
+        });
+        let what = format!("removing the attacher's finalizer from VolumeAttachment {name}");
+        match bounded(
+            &what,
+            self.timeout,
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClusterError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn node_state(&self, node: &str) -> Result<NodeState, ClusterError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let what = format!("reading Node {node}");

@@ -45,6 +45,27 @@ pub(crate) fn attach_limit(csinode: &CSINode, driver: &str) -> Option<u32> {
         .and_then(|c| u32::try_from(c).ok())
 }
 
+/// The finalizer the external-attacher puts on a VolumeAttachment of `driver` and takes off
+/// after ControllerUnpublish succeeded: `external-attacher/` and the driver name with every
+/// character outside `[a-zA-Z0-9-]` replaced by `-` (and an `X` appended if it then ends in
+/// `-`), as the attacher spells it.
+pub(crate) fn attacher_finalizer(driver: &str) -> String {
+    let mut name: String = driver
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.ends_with('-') {
+        name.push('X');
+    }
+    format!("external-attacher/{name}")
+}
+
 /// `Some` only for an attachment whose attacher is `driver`.
 pub(crate) fn attachment_info(
     va: &VolumeAttachment,
@@ -138,6 +159,15 @@ mod tests {
             spec.csi = None;
         }
         assert_eq!(pv_info(&hostpath, DRIVER), None);
+    }
+
+    #[test]
+    fn the_attacher_finalizer_is_spelled_as_the_external_attacher_spells_it() {
+        assert_eq!(
+            attacher_finalizer("rds.csi.srvlab.io"),
+            "external-attacher/rds-csi-srvlab-io"
+        );
+        assert_eq!(attacher_finalizer("a_b/c."), "external-attacher/a-b-c-X");
     }
 
     #[test]
