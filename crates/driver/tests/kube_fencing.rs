@@ -608,8 +608,14 @@ async fn a_volume_attachment_stuck_for_a_deleted_node_is_finished() {
     delete_node(&fx.env.admin, &gone).await;
 
     let report = m.reconcile_once().await;
-    assert_eq!(report.finished_volume_attachments, [va_gone.clone()]);
-    assert_eq!(report.stuck_volume_attachments, [va_alive.clone()]);
+    assert_eq!(
+        report.finished_volume_attachments,
+        std::slice::from_ref(&va_gone)
+    );
+    assert_eq!(
+        report.stuck_volume_attachments,
+        std::slice::from_ref(&va_alive)
+    );
     let finalizers = |va: VolumeAttachment| va.metadata.finalizers.unwrap_or_default();
     assert_eq!(finalizers(vas.get(&va_gone).await.unwrap()), [other]);
     assert_eq!(finalizers(vas.get(&va_alive).await.unwrap()), [finalizer]);

@@ -248,8 +248,10 @@ mod tests {
 
     #[test]
     fn an_overflow_empties_the_side_so_lookups_ask_the_api_server() {
-        let mut side: Side<bool> = Side::default();
-        side.pending = Some(HashMap::new());
+        let mut side: Side<bool> = Side {
+            pending: Some(HashMap::new()),
+            ..Side::default()
+        };
         side.relist_done();
         for i in 0..MAX_NODES {
             side.apply(format!("n{i}"), false, "Nodes");
