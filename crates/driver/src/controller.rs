@@ -355,7 +355,7 @@ impl ControllerService {
                 }
             }
         }
-        all.sort_by_key(|(id, _)| id.to_string());
+        all.sort_by_cached_key(|(id, _)| id.to_string());
         Ok(all)
     }
 

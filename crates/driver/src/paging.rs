@@ -240,6 +240,24 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>>>,
 {
+    walk_where(snapshots, token, max_entries, key, |_| true, fetch).await
+}
+
+/// [`walk`] over the entries `keep` accepts. The whole listing is kept and the filter applied
+/// to each page, so a walk's later pages need no read of their own whatever the filter.
+pub async fn walk_where<T, F, Fut>(
+    snapshots: &Snapshots<T>,
+    token: Option<Token<'_>>,
+    max_entries: i32,
+    key: impl Fn(&T) -> String,
+    keep: impl Fn(&T) -> bool,
+    fetch: F,
+) -> Result<(Vec<T>, String)>
+where
+    T: Clone,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>>>,
+{
     let kept = token
         .and_then(|t| t.snapshot)
         .and_then(|k| snapshots.get(k).map(|items| (k.to_string(), items)));
@@ -248,8 +266,10 @@ where
         None => (None, Arc::new(fetch().await?)),
     };
     let after = token.map(|t| t.after);
-    let (page, next) = page(&items, &key, after, max_entries);
-    let page = page.to_vec();
+    let kept_items: Vec<&T> = items.iter().filter(|e| keep(e)).collect();
+    let (page, next) = page(&kept_items, |e| key(e), after, max_entries);
+    let page: Vec<T> = page.iter().map(|e| (*e).clone()).collect();
+    drop(kept_items);
     if next.is_empty() {
         if let Some(k) = &snapshot {
             snapshots.remove(k);
@@ -410,6 +430,30 @@ mod snapshot_tests {
         // A plain `after:` token (no snapshot) is still accepted.
         let (p, _) = next_page(&s, &rds, "after:pvc-003", 0).await;
         assert_eq!(p, ids(4..6));
+    }
+
+    #[tokio::test]
+    async fn a_filtered_walk_pages_the_matching_entries_from_one_listing() {
+        let s = Snapshots::default();
+        let rds = Rds::new(ids(0..10));
+        let even = |x: &String| x.ends_with(['0', '2', '4', '6', '8']);
+        let (mut seen, mut token) = (Vec::new(), String::new());
+        loop {
+            let t = parse_token(2, &token).unwrap();
+            let (p, next) = walk_where(&s, t, 2, |x: &String| x.clone(), even, || rds.list())
+                .await
+                .unwrap();
+            assert!(p.len() <= 2);
+            seen.extend(p);
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        let want: Vec<String> = ids(0..10).into_iter().filter(|x| even(x)).collect();
+        assert_eq!(seen, want);
+        assert_eq!(rds.reads.load(Ordering::SeqCst), 1, "one listing per walk");
+        assert!(s.is_empty());
     }
 
     #[test]

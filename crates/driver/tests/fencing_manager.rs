@@ -10,7 +10,7 @@ use std::time::Duration;
 use driver::DriverError;
 use driver::fencing::annotations as ann;
 use driver::fencing::clock::{Clock, ManualClock, format_rfc3339};
-use driver::fencing::cluster::{ClusterError, EventKind, NodeState, VolumeAttachmentInfo};
+use driver::fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeAttachmentInfo};
 use driver::fencing::{
     AttachmentManager, FencingConfig, MemoryCluster, PublishOutcome, PublishRequest, Sharing,
     UnpublishOutcome,
@@ -618,6 +618,42 @@ async fn volume_attachments_stuck_in_deletion_are_reported_once() {
     assert_eq!(w.fencing.stats().stale_volume_attachment_reports_total, 1);
     // Reporting never detaches anything.
     assert_eq!(w.fencing.attached_nodes(V), vec!["node-a"]);
+}
+
+#[tokio::test]
+async fn a_volume_attachment_stuck_in_deletion_for_a_deleted_node_is_finished() {
+    let w = world().await;
+    w.fencing.publish(&rwo(V, "node-a")).await.unwrap();
+    let mut gone = va("csi-gone", PV, "node-a", true);
+    gone.deleting_for_secs = Some(3600);
+    w.cluster.add_volume_attachment(gone);
+    // Stuck too, but its node exists: only reported.
+    let mut alive = va("csi-alive", "pv-other", "node-b", true);
+    alive.deleting_for_secs = Some(3600);
+    w.cluster.add_volume_attachment(alive);
+    w.cluster.remove_node("node-a");
+
+    let r = w.fencing.reconcile_once().await;
+    assert_eq!(r.finished_volume_attachments, vec!["csi-gone".to_string()]);
+    assert_eq!(r.stuck_volume_attachments, vec!["csi-alive".to_string()]);
+    assert!(w.fencing.attached_nodes(V).is_empty());
+    let left: Vec<String> = w
+        .cluster
+        .list_volume_attachments()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|va| va.name)
+        .collect();
+    assert_eq!(left, ["csi-alive"]);
+    let events = w.cluster.events_with_reason("VolumeAttachmentFinished");
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0].message.contains("csi-gone"),
+        "{}",
+        events[0].message
+    );
+    assert_eq!(events[0].pv_name.as_deref(), Some(PV));
 }
 
 // ---------------------------------------------------------------- concurrency

@@ -331,8 +331,11 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
         kind: EventKind::Warning,
         reason: "AttachmentConflict".into(),
         message: message.clone(),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(event.clone()).await;
+    cluster.events().flushed().await;
 
     let events = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(events.len(), 1, "{events:?}");
@@ -356,6 +359,7 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
 
     // The identical event again: the same object, counted twice.
     cluster.post_event(event.clone()).await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].count, Some(2));
@@ -369,6 +373,7 @@ async fn events_land_on_the_pvc_in_its_namespace_and_repeats_bump_the_count() {
             ..event
         })
         .await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     let mut reasons: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
     reasons.sort();
@@ -397,8 +402,11 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
         kind: EventKind::Warning,
         reason: "MountFailure".into(),
         message: format!("[{pv}] on [node-7]: mount failed"),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(event(&bound_pv)).await;
+    cluster.events().flushed().await;
     let on_pvc = events_about(&env.admin, &ns, &pvc).await;
     assert_eq!(on_pvc.len(), 1, "{on_pvc:?}");
     assert_eq!(on_pvc[0].involved_object.uid.as_deref(), Some(uid.as_str()));
@@ -408,6 +416,7 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
     assert_eq!(source.host.as_deref(), Some("node-7"));
 
     cluster.post_event(event(&unbound_pv)).await;
+    cluster.events().flushed().await;
     let on_pv = events_about(&env.admin, "default", &unbound_pv).await;
     assert_eq!(on_pv.len(), 1, "{on_pv:?}");
     assert_eq!(
@@ -429,6 +438,7 @@ async fn events_without_a_pvc_follow_the_claim_ref_or_land_on_the_pv_in_default(
             ..event(&gone_pv)
         })
         .await;
+    cluster.events().flushed().await;
     assert_eq!(events_about(&env.admin, "default", &gone_pv).await.len(), 1);
 }
 
@@ -466,8 +476,11 @@ async fn an_unreachable_api_server_is_unavailable_never_not_found() {
             kind: EventKind::Normal,
             reason: "VolumeAttached".into(),
             message: "m".into(),
+            pv_uid: None,
+            pvc_uid: None,
         })
         .await;
+    cluster.events().flushed().await;
 }
 
 // ---- RBAC ----
@@ -511,6 +524,19 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
             Ok(vas) if vas.len() == 1 => {}
             other => failed.push(format!("list_volume_attachments: {other:?}")),
         }
+        // A VolumeAttachment stuck in deletion is finished: read afresh (get), the attacher's
+        // finalizer taken off (patch).
+        let stuck = unique("csi");
+        let finalizer = format!("external-attacher/{}", driver.replace('.', "-"));
+        create_va(&env.admin, &stuck, &driver, "n-gone", &pv, &[&finalizer]).await;
+        Api::<k8s_openapi::api::storage::v1::VolumeAttachment>::all(env.admin.clone())
+            .delete(&stuck, &DeleteParams::default())
+            .await
+            .unwrap();
+        match cluster.finish_volume_attachment(&stuck, "n-gone").await {
+            Ok(true) => {}
+            other => failed.push(format!("finish_volume_attachment: {other:?}")),
+        }
         if let Err(e) = cluster.node_state("n1").await {
             failed.push(format!("node_state: {e}"));
         }
@@ -548,9 +574,13 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         kind: EventKind::Warning,
         reason: "AttachmentConflict".into(),
         message: format!("[{handle}]: conflict"),
+        pv_uid: None,
+        pvc_uid: None,
     };
     cluster.post_event(on_pvc.clone()).await;
+    cluster.events().flushed().await;
     cluster.post_event(on_pvc).await;
+    cluster.events().flushed().await;
     // Only the PV known: found through the claimRef.
     cluster
         .post_event(VolumeEvent {
@@ -559,8 +589,11 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
             kind: EventKind::Normal,
             reason: "VolumeDetached".into(),
             message: format!("[{handle}]: Detached from node n1"),
+            pv_uid: None,
+            pvc_uid: None,
         })
         .await;
+    cluster.events().flushed().await;
     let events = events_about(&env.admin, &ns, &pvc).await;
     let find = |reason: &str| events.iter().find(|e| e.reason.as_deref() == Some(reason));
     match find("AttachmentConflict") {
@@ -579,7 +612,8 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     failed
 }
 
-/// The PV index follows a PV created after its listing (PV list + watch), and the Node watch
+/// The PV index follows a PV created after its listing (PV list + watch), the node cache lists
+/// Nodes and CSINodes (list + watch), and the Node watch
 /// releases the fence of a node deleted after its listing (Node list + watch; the release reads
 /// the Node again: get).
 async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) -> Vec<String> {
@@ -605,6 +639,31 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
         ));
     }
     index.abort();
+
+    // The node cache (Node and CSINode list + watch) completes its listings.
+    let nodes = cluster.start_node_cache();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cluster.node_cache_ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if !cluster.node_cache_ready() {
+        failed.push("node cache: Node and CSINode listings never completed".into());
+    }
+    // A CSINode created after the listing reaches the cache through the watch.
+    let limited = unique("node");
+    create_csinode(&env.admin, &limited, driver, 2).await;
+    while cluster.cached_attach_limit(&limited) != Some(Some(2))
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if cluster.cached_attach_limit(&limited) != Some(Some(2)) {
+        failed.push(format!(
+            "node cache: {:?} for a CSINode created after the listing",
+            cluster.cached_attach_limit(&limited)
+        ));
+    }
+    nodes.abort();
 
     let node = unique("node");
     create_node(&env.admin, &node, &[]).await;
@@ -643,6 +702,28 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
     }
     watch.abort();
     failed
+}
+
+async fn create_csinode(admin: &kube::Client, node: &str, driver: &str, count: i32) {
+    use k8s_openapi::api::storage::v1::{CSINode, CSINodeDriver, CSINodeSpec, VolumeNodeResources};
+    let csinode = CSINode {
+        metadata: kube::api::ObjectMeta {
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+        spec: CSINodeSpec {
+            drivers: vec![CSINodeDriver {
+                name: driver.to_string(),
+                node_id: node.to_string(),
+                allocatable: Some(VolumeNodeResources { count: Some(count) }),
+                topology_keys: None,
+            }],
+        },
+    };
+    Api::<CSINode>::all(admin.clone())
+        .create(&Default::default(), &csinode)
+        .await
+        .unwrap();
 }
 
 /// `role` with exactly one grant taken away.

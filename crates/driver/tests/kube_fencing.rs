@@ -95,8 +95,10 @@ impl Fixture {
             .collect()
     }
 
-    /// (reason, message) of the events on the volume's PVC, in its namespace.
+    /// (reason, message) of the events on the volume's PVC, in its namespace, once every event
+    /// queued so far was posted (events leave the request path through a queue).
     async fn events(&self, v: &Volume) -> Vec<(String, String)> {
+        self.cluster.events().flushed().await;
         events_about(&self.env.admin, &self.ns, &v.pvc)
             .await
             .into_iter()
@@ -402,12 +404,62 @@ async fn publish_and_unpublish_read_one_pv_and_write_it_once_whatever_the_pv_cou
     manager.publish(&fx.publish(&v, &node)).await.unwrap();
     let get = format!("GET /api/v1/persistentvolumes/{}", v.pv);
     let patch = format!("PATCH /api/v1/persistentvolumes/{}", v.pv);
-    assert_eq!(pv_requests(&log), [get.clone(), patch.clone()]);
-    eprintln!("publish, all requests: {:?}", log.lock().unwrap());
+    let post = format!("POST /api/v1/namespaces/{}/events", fx.ns);
+    // On the request path: the Node and its CSINode (node exists, attach limit), the PV's GET
+    // and the PATCH conditional on its resourceVersion. The VolumeAttached event follows from
+    // the queue as one POST on the PVC, whose uid the PV's claimRef gave: nothing read again.
+    cluster.events().flushed().await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("GET /api/v1/nodes/{node}"),
+            format!("GET /apis/storage.k8s.io/v1/csinodes/{node}"),
+            get.clone(),
+            patch.clone(),
+            post.clone(),
+        ]
+    );
     log.lock().unwrap().clear();
     manager.unpublish(&v.id, Some(&node)).await.unwrap();
-    assert_eq!(pv_requests(&log), [get, patch]);
+    cluster.events().flushed().await;
+    assert_eq!(*log.lock().unwrap(), [get, patch, post]);
     assert!(fx.recorded_nodes(&v).await.is_empty());
+    assert_eq!(cluster.events().dropped_events(), 0);
+
+    // With the node cache, the node is admitted without a request: a publish is the PV's GET
+    // and PATCH, nothing else.
+    let nodes = cluster.start_node_cache();
+    wait_until("the node cache to be ready", || async {
+        cluster.node_cache_ready()
+    })
+    .await;
+    let w = provisioned(&fx).await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&w, &node)).await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            format!("GET /api/v1/persistentvolumes/{}", w.pv),
+            format!("PATCH /api/v1/persistentvolumes/{}", w.pv),
+        ]
+    );
+    cluster.events().flushed().await;
+    manager.unpublish(&w.id, Some(&node)).await.unwrap();
+    // A node the cache has not seen (its watch is stopped here, so none is) is read, not
+    // refused.
+    nodes.abort();
+    let late = unique("node");
+    create_node(&fx.env.admin, &late, &[]).await;
+    log.lock().unwrap().clear();
+    manager.publish(&fx.publish(&w, &late)).await.unwrap();
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&format!("GET /api/v1/nodes/{late}")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    manager.unpublish(&w.id, Some(&late)).await.unwrap();
 
     // A static PV (any name): found through the index, again without a listing.
     let index = cluster.start_pv_index();
@@ -500,6 +552,96 @@ async fn a_node_deleted_or_out_of_service_is_released_by_the_node_watch() {
         took[took.len() / 2],
         took[took.len() - 1]
     );
+}
+
+/// A VolumeAttachment stuck in deletion (the external-attacher's finalizer still on it) whose
+/// Node is gone is finished by a reconciler pass: the attachment released and only the
+/// attacher's finalizer taken off, so Kubernetes can delete it. One whose node exists is only
+/// reported.
+#[tokio::test]
+async fn a_volume_attachment_stuck_for_a_deleted_node_is_finished() {
+    use k8s_openapi::api::storage::v1::VolumeAttachment;
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture("a_volume_attachment_stuck_for_a_deleted_node_is_finished").await else {
+        return;
+    };
+    let (gone, alive) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &gone, &[]).await;
+    create_node(&fx.env.admin, &alive, &[]).await;
+    let (v, w) = (fx.volume().await, fx.volume().await);
+    let m = AttachmentManager::new(
+        fx.cluster.clone(),
+        FencingConfig {
+            stuck_detach_after: std::time::Duration::ZERO,
+            ..FencingConfig::default()
+        },
+    );
+    m.rebuild().await.unwrap();
+    m.publish(&fx.publish(&v, &gone)).await.unwrap();
+    m.publish(&fx.publish(&w, &alive)).await.unwrap();
+    // The test drivers' names hold only lowercase letters, digits, '-' and '.'.
+    let finalizer = format!("external-attacher/{}", fx.driver.replace('.', "-"));
+    let other = "example.com/another-controller";
+    let (va_gone, va_alive) = (unique("csi"), unique("csi"));
+    create_va(
+        &fx.env.admin,
+        &va_gone,
+        &fx.driver,
+        &gone,
+        &v.pv,
+        &[&finalizer, other],
+    )
+    .await;
+    create_va(
+        &fx.env.admin,
+        &va_alive,
+        &fx.driver,
+        &alive,
+        &w.pv,
+        &[&finalizer],
+    )
+    .await;
+    let vas: Api<VolumeAttachment> = Api::all(fx.env.admin.clone());
+    for va in [&va_gone, &va_alive] {
+        vas.delete(va, &Default::default()).await.unwrap();
+    }
+    delete_node(&fx.env.admin, &gone).await;
+
+    let report = m.reconcile_once().await;
+    assert_eq!(
+        report.finished_volume_attachments,
+        std::slice::from_ref(&va_gone)
+    );
+    assert_eq!(
+        report.stuck_volume_attachments,
+        std::slice::from_ref(&va_alive)
+    );
+    let finalizers = |va: VolumeAttachment| va.metadata.finalizers.unwrap_or_default();
+    assert_eq!(finalizers(vas.get(&va_gone).await.unwrap()), [other]);
+    assert_eq!(finalizers(vas.get(&va_alive).await.unwrap()), [finalizer]);
+    assert!(m.attached_nodes(&v.id).is_empty());
+    assert!(fx.recorded_nodes(&v).await.is_empty());
+    assert_eq!(m.attached_nodes(&w.id), [alive]);
+    let events = fx.events(&v).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "VolumeAttachmentFinished"
+                && message.contains(&va_gone)),
+        "{events:?}"
+    );
+
+    // Let the API server delete both.
+    let clear = serde_json::json!({"metadata": {"finalizers": null}});
+    for va in [&va_gone, &va_alive] {
+        vas.patch(
+            va,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&clear),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 fn apiserver(scripts: &Path, state: &Path, action: &str) {

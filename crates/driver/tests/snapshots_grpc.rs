@@ -412,7 +412,15 @@ async fn list_snapshots_filters_by_id_and_source_and_pages() {
         );
     }
 
-    // Pages of one: every snapshot exactly once, then no token.
+    // Pages of one: every snapshot exactly once, then no token, from one listing of the RDS.
+    let prints = |h: &Sandbox| {
+        h.sim()
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("/disk print"))
+            .count()
+    };
+    let prints_before = prints(&h);
     let mut token = String::new();
     let mut paged = Vec::new();
     for _ in 0..4 {
@@ -438,6 +446,42 @@ async fn list_snapshots_filters_by_id_and_source_and_pages() {
         }
     }
     assert_eq!(paged, listed);
+    assert_eq!(prints(&h) - prints_before, 1, "one /disk print per walk");
+    // Filtered by source, pages of one: the source's snapshots in order, again one listing.
+    let prints_before = prints(&h);
+    let (mut token, mut of_a_paged) = (String::new(), Vec::new());
+    loop {
+        let page = h
+            .controller
+            .list_snapshots(pb::ListSnapshotsRequest {
+                max_entries: 1,
+                starting_token: token.clone(),
+                source_volume_id: a.volume_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.entries.len() <= 1);
+        of_a_paged.extend(
+            page.entries
+                .into_iter()
+                .map(|e| e.snapshot.unwrap().snapshot_id),
+        );
+        token = page.next_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        of_a_paged,
+        listed
+            .iter()
+            .filter(|id| of_a.contains(*id))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(prints(&h) - prints_before, 1, "one /disk print per walk");
     let r = h
         .controller
         .list_snapshots(pb::ListSnapshotsRequest {

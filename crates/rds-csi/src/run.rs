@@ -408,6 +408,7 @@ fn fencing_cluster(s: &ServeArgs, k: &KubeArgs, kube: Option<::kube::Client>) ->
                 .with_timeout(k.kube_timeout);
             // Runs for the life of the process, as the cluster it serves does.
             drop(cluster.start_pv_index());
+            drop(cluster.start_node_cache());
             Arc::new(cluster)
         }
         None => {
@@ -687,6 +688,8 @@ fn report_reachability_as_events(
                     "backend {backend} does not answer: {}; operations that need it fail until it does, detaches go on",
                     driver::rpc::clip(e, 512)
                 ),
+                pv_uid: None,
+                pvc_uid: None,
             },
             None => driver::fencing::cluster::VolumeEvent {
                 pv_name: None,
@@ -694,6 +697,8 @@ fn report_reachability_as_events(
                 kind: driver::fencing::cluster::EventKind::Normal,
                 reason: "RDSReachable".into(),
                 message: format!("backend {backend} answers again"),
+                pv_uid: None,
+                pvc_uid: None,
             },
         };
         let (recorder, pod, namespace) = (recorder.clone(), pod.clone(), namespace.clone());

@@ -134,7 +134,13 @@ impl RdsClient {
     pub async fn list_disks(&self, prefix: &Slot) -> Result<Vec<Disk>, RdsError> {
         let cmd = command::disk_print_slot_prefix(prefix);
         let out = self.run(&cmd).await?;
-        let disks = parse_disks(&cmd, &out)?;
+        // Thousands of disks: their typed fields only, not every raw record.
+        let disks =
+            routeros::disk::parse_disk_listing(&out.stdout).map_err(|source| RdsError::Parse {
+                verb: cmd.verb(),
+                source,
+            })?;
+        drop(out);
         Ok(disks
             .into_iter()
             .filter(|d| d.slot.starts_with(prefix.as_str()))

@@ -506,10 +506,16 @@ async fn collect(
         });
     }
     Ok(ExecOutput {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout: text(stdout),
+        stderr: text(stderr),
         exit_status,
     })
+}
+
+/// The bytes as text without copying them when they are UTF-8 (a listing of thousands of
+/// disks is megabytes); anything else is converted lossily.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn parse_private_key(text: &str) -> Result<PrivateKey, RdsError> {

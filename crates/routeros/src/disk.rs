@@ -1,7 +1,7 @@
 //! `/disk print detail` records as typed disks.
 
 use crate::error::ParseError;
-use crate::record::{Record, parse_records_checked};
+use crate::record::{Record, for_each_record};
 use crate::size::parse_size;
 
 /// A disk as RouterOS reports it. Optional fields are absent on some firmware or disk types.
@@ -24,6 +24,7 @@ pub struct Disk {
     /// `status=` if printed; real RouterOS omits it for file disks.
     pub status: Option<String>,
     pub creation_time: Option<String>,
+    /// Every printed field; empty for disks from [`parse_disk_listing`].
     pub record: Record,
 }
 
@@ -124,14 +125,43 @@ pub fn disk_from_record(record: Record) -> Result<Disk, ParseError> {
 /// Text that is not a record (an error message, a `key: value` layout) is an error rather
 /// than "no disks", so a failed query can never look like an empty RDS.
 pub fn parse_disks(output: &str) -> Result<Vec<Disk>, ParseError> {
-    let (records, stray) = parse_records_checked(output);
+    parse_disks_keeping(output, true)
+}
+
+/// [`parse_disks`] for listings of many disks: each record is converted as soon as it is read
+/// and [`Disk::record`] is left empty, so neither every raw record at once nor a raw record per
+/// disk is held; a listing of 10,000 disks keeps only their typed fields.
+pub fn parse_disk_listing(output: &str) -> Result<Vec<Disk>, ParseError> {
+    parse_disks_keeping(output, false)
+}
+
+fn parse_disks_keeping(output: &str, keep_records: bool) -> Result<Vec<Disk>, ParseError> {
+    let mut disks = Vec::new();
+    let mut failed = None;
+    let stray = for_each_record(output, |record| {
+        if failed.is_some() {
+            return;
+        }
+        match disk_from_record(record) {
+            Ok(mut disk) => {
+                if !keep_records {
+                    disk.record = Record::default();
+                }
+                disks.push(disk);
+            }
+            Err(e) => failed = Some(e),
+        }
+    });
     if let Some(line) = stray.first() {
         return Err(ParseError(format!(
             "unexpected line in disk listing: {:?}",
             line.chars().take(120).collect::<String>()
         )));
     }
-    records.into_iter().map(disk_from_record).collect()
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(disks),
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +169,30 @@ mod tests {
     use super::*;
 
     const HW: &str = "type=file slot=\"pvc-test-123\" slot-default=\"\" parent=\"\" fs=-\r\n               model=\"/storage-pool/test.img\"\r\n               size=53 687 091 200 mount-filesystem=yes mount-read-only=no\r\n               nvme-tcp-export=yes nvme-tcp-server-port=4420\r\n               nvme-tcp-server-nqn=\"nqn.2000-02.com.mikrotik:pvc-test-123\"\r\n               nvme-tcp-server-allow-host-name=\"\" iscsi-export=no\r\n               file-path=/storage-pool/test.img\r\n               file-size=50.0GiB file-offset=0";
+
+    #[test]
+    fn a_listing_parses_like_single_disks_without_the_raw_records() {
+        let two = format!(
+            "0 {HW}\r\n\r\n 1 {}",
+            HW.replace("pvc-test-123", "pvc-other")
+        );
+        let full = parse_disks(&two).unwrap();
+        let listed = parse_disk_listing(&two).unwrap();
+        assert_eq!(listed.len(), 2);
+        for (f, l) in full.iter().zip(&listed) {
+            assert!(!f.record.fields.is_empty());
+            assert_eq!(l.record, Record::default());
+            assert_eq!(
+                Disk {
+                    record: Record::default(),
+                    ..f.clone()
+                },
+                *l
+            );
+        }
+        assert!(parse_disk_listing("failure: no such item").is_err());
+        assert!(parse_disk_listing("0 type=file size=1").is_err(), "no slot");
+    }
 
     #[test]
     fn parses_a_real_layout_disk() {

@@ -64,6 +64,14 @@ pub fn parse_records_checked(output: &str) -> (Vec<Record>, Vec<String>) {
     Parser::default().run(output)
 }
 
+/// Like [`parse_records_checked`], but hands each record to `on_record` as soon as it is
+/// complete instead of collecting them, and returns the lines not understood. A caller that
+/// turns records into something smaller (a listing of thousands of disks) then never holds
+/// every raw record at once.
+pub fn for_each_record(output: &str, mut on_record: impl FnMut(Record)) -> Vec<String> {
+    Parser::default().run_each(output, &mut on_record)
+}
+
 /// How the last field's value may still be extended by the next line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Open {
@@ -282,6 +290,17 @@ impl Parser {
         }
         self.finish_record();
         (self.records, self.stray)
+    }
+
+    fn run_each(mut self, output: &str, on_record: &mut dyn FnMut(Record)) -> Vec<String> {
+        for raw in output.split('\n') {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            self.line(line);
+            self.records.drain(..).for_each(&mut *on_record);
+        }
+        self.finish_record();
+        self.records.drain(..).for_each(&mut *on_record);
+        self.stray
     }
 
     fn finish_record(&mut self) {

@@ -18,6 +18,10 @@ pub struct PvInfo {
     pub resource_version: String,
     /// `spec.claimRef` (namespace, name), when bound.
     pub claim: Option<(String, String)>,
+    /// `metadata.uid`, and `spec.claimRef.uid`: what an event's involvedObject names, kept so
+    /// posting an event about a PV just read needs no second read.
+    pub uid: Option<String>,
+    pub claim_uid: Option<String>,
 }
 
 /// A VolumeAttachment of this driver (`spec.attacher == driver name`).
@@ -59,6 +63,11 @@ pub struct VolumeEvent {
     /// CamelCase reason, e.g. `AttachmentConflict`.
     pub reason: String,
     pub message: String,
+    /// The PV's and the PVC's uids when the caller already read them; with them the recorder
+    /// reads nothing before posting. A `pvc_uid` belongs to `pvc`; a `pv_uid` without a `pvc`
+    /// says the PV was read and has no claim.
+    pub pv_uid: Option<String>,
+    pub pvc_uid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,7 +110,28 @@ pub trait Cluster: Send + Sync + 'static {
         let _ = node;
         Ok(None)
     }
+    /// Lets Kubernetes finish deleting VolumeAttachment `name`, which is stuck in deletion for
+    /// `node`, by taking off the external-attacher's finalizer: what the attacher does after a
+    /// ControllerUnpublish succeeded. The VA is read afresh and changed only if it is still
+    /// this driver's, for `node`, being deleted and carrying that finalizer (`Ok(false)`
+    /// otherwise); the write is conditional on the read's resourceVersion. A cluster without
+    /// VolumeAttachments (the trial mode) has nothing to finish.
+    async fn finish_volume_attachment(&self, name: &str, node: &str) -> Result<bool, ClusterError> {
+        let _ = (name, node);
+        Ok(false)
+    }
+    /// What admitting a new attachment to `node` needs: whether it exists, and its attach
+    /// limit (`attach_limit`, asked only of a node that exists). An implementation may answer
+    /// from a watch-fed cache for nodes it holds, never "absent" from a cache.
+    async fn node_for_attach(&self, node: &str) -> Result<(NodeState, Option<u32>), ClusterError> {
+        let state = self.node_state(node).await?;
+        if state == NodeState::Absent {
+            return Ok((state, None));
+        }
+        Ok((state, self.attach_limit(node).await?))
+    }
     /// Best effort: failures are logged by the implementation, never returned, because an
-    /// event must never fail the operation it describes.
+    /// event must never fail the operation it describes. The Kubernetes implementation queues
+    /// the event and returns at once, so an event costs the operation no API request.
     async fn post_event(&self, event: VolumeEvent);
 }

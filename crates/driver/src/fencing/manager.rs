@@ -248,6 +248,8 @@ impl AttachmentManager {
             kind,
             reason: reason.to_string(),
             message,
+            pv_uid: target.pv_uid.clone(),
+            pvc_uid: target.pvc_uid.clone(),
         };
         let limit = self.config.api_timeout;
         if tokio::time::timeout(limit, self.cluster.post_event(event))
@@ -449,8 +451,9 @@ impl AttachmentManager {
             .as_ref()
             .map(|a| a.target.clone())
             .unwrap_or_default();
-        if ctx_pvc.is_some() {
+        if ctx_pvc.is_some() && target.pvc != ctx_pvc {
             target.pvc = ctx_pvc.clone();
+            target.pvc_uid = None;
         }
         let new_node = NodeAttachment {
             node: req.node.clone(),
@@ -488,10 +491,7 @@ impl AttachmentManager {
         let pv = self.persist(&req.volume_id, Some(&next), &doing).await?;
         let mut next = next;
         if let Some(pv) = &pv {
-            next.target.pv_name = Some(pv.name.clone());
-            if next.target.pvc.is_none() {
-                next.target.pvc = pv.claim.clone();
-            }
+            next.target.follow_pv(pv);
         }
         self.map().insert(req.volume_id.clone(), next.clone());
 
@@ -551,12 +551,15 @@ impl AttachmentManager {
     /// trial mode's in-memory cluster has no registry, so there every node exists, unlimited.
     async fn admit_node(&self, req: &PublishRequest, doing: &str) -> Result<()> {
         let node = &req.node;
-        let state = self
-            .call("looking up a node", self.cluster.node_state(node))
+        let (state, limit) = self
+            .call(
+                "looking up a node and its attach limit",
+                self.cluster.node_for_attach(node),
+            )
             .await
             .map_err(|e| {
                 DriverError::Unavailable(format!(
-                    "{doing}: cannot verify that node {node} exists: {e}"
+                    "{doing}: cannot verify that node {node} exists and read its attach limit: {e}"
                 ))
             })?;
         if state == NodeState::Absent {
@@ -564,17 +567,6 @@ impl AttachmentManager {
                 "{doing}: node {node} does not exist (no Node object)"
             )));
         }
-        let limit = self
-            .call(
-                "reading the node's attach limit",
-                self.cluster.attach_limit(node),
-            )
-            .await
-            .map_err(|e| {
-                DriverError::Unavailable(format!(
-                    "{doing}: cannot read the attach limit of node {node}: {e}"
-                ))
-            })?;
         if let Some(limit) = limit {
             let held = self
                 .map()

@@ -58,6 +58,8 @@ impl MemoryCluster {
             annotations: BTreeMap::new(),
             resource_version: i.bump(),
             claim: claim.map(|(ns, n)| (ns.to_string(), n.to_string())),
+            uid: None,
+            claim_uid: None,
         };
         i.pvs.insert(name.to_string(), pv.clone());
         pv
@@ -206,6 +208,19 @@ impl Cluster for MemoryCluster {
             return Err(e.clone());
         }
         Ok(i.vas.clone())
+    }
+
+    /// Removes the VolumeAttachment when it is being deleted for `node` (its finalizer gone,
+    /// the API server would delete it).
+    async fn finish_volume_attachment(&self, name: &str, node: &str) -> Result<bool, ClusterError> {
+        let mut i = self.inner();
+        if let Some(e) = &i.list_fault {
+            return Err(e.clone());
+        }
+        let before = i.vas.len();
+        i.vas
+            .retain(|va| !(va.name == name && va.node == node && va.deleting_for_secs.is_some()));
+        Ok(i.vas.len() < before)
     }
 
     async fn node_state(&self, node: &str) -> Result<NodeState, ClusterError> {

@@ -158,9 +158,10 @@ impl AttachmentManager {
                     nodes,
                     sharing,
                     migration,
-                    target: EventTarget {
-                        pv_name: Some(pv.name.clone()),
-                        pvc: pv.claim.clone(),
+                    target: {
+                        let mut target = EventTarget::default();
+                        target.follow_pv(pv);
+                        target
                     },
                 },
             );

@@ -8,8 +8,10 @@
 //! - clears the attachments of nodes whose Node object is gone, or that carry the
 //!   `node.kubernetes.io/out-of-service` taint (the operator declared them down; Kubernetes
 //!   force-detaches their volumes), so their volumes can move;
-//! - reports VolumeAttachments stuck in deletion (log + Warning event + counter, once each),
-//!   because that is what kept volumes unusable for hours after an RDS or node crash;
+//! - finishes VolumeAttachments stuck in deletion whose Node object is gone (releases the
+//!   attachment and takes off the external-attacher's finalizer, so Kubernetes deletes them),
+//!   and reports the other stuck ones (log + Warning event + counter, once each), because that
+//!   is what kept volumes unusable for hours after an RDS or node crash;
 //! - reports live migrations running past their timeout (once each), never detaching either node:
 //!   only KubeVirt knows which side is live.
 //!
@@ -34,6 +36,8 @@ pub struct ReconcileReport {
     pub errors: usize,
     /// VolumeAttachments newly reported as stuck in deletion.
     pub stuck_volume_attachments: Vec<String>,
+    /// VolumeAttachments stuck in deletion for a deleted node, finished by this pass.
+    pub finished_volume_attachments: Vec<String>,
     /// Volumes whose migration was newly reported as overdue.
     pub overdue_migrations: Vec<String>,
 }
@@ -219,10 +223,18 @@ impl AttachmentManager {
             }
         };
         let limit = self.config.stuck_detach_after.as_secs();
-        let stuck: Vec<_> = vas
+        let mut stuck: Vec<_> = vas
             .iter()
             .filter(|va| va.deleting_for_secs.is_some_and(|s| s >= limit))
             .collect();
+        let mut nodes: HashMap<String, Option<NodeState>> = HashMap::new();
+        let mut finished = HashSet::new();
+        for va in &stuck {
+            if self.finish_if_node_gone(va, &mut nodes, report).await {
+                finished.insert(va.name.clone());
+            }
+        }
+        stuck.retain(|va| !finished.contains(&va.name));
         let fresh: Vec<_> = {
             let mut seen = self.reported_vas.lock().unwrap_or_else(|p| p.into_inner());
             let now_stuck: HashSet<String> = stuck.iter().map(|va| va.name.clone()).collect();
@@ -238,15 +250,15 @@ impl AttachmentManager {
             let secs = va.deleting_for_secs.unwrap_or_default();
             let pv = va.pv_name.clone().unwrap_or_default();
             warn!(va = %va.name, pv = %pv, node = %va.node, secs, "VolumeAttachment stuck in deletion");
-            let pvc = self
+            let target = self
                 .map()
                 .values()
                 .find(|a| a.target.pv_name.as_deref() == va.pv_name.as_deref())
-                .and_then(|a| a.target.pvc.clone());
-            let target = EventTarget {
-                pv_name: va.pv_name.clone(),
-                pvc,
-            };
+                .map(|a| a.target.clone())
+                .unwrap_or_else(|| EventTarget {
+                    pv_name: va.pv_name.clone(),
+                    ..EventTarget::default()
+                });
             self.post(
                 &target,
                 EventKind::Warning,
@@ -258,6 +270,92 @@ impl AttachmentManager {
             )
             .await;
             report.stuck_volume_attachments.push(va.name.clone());
+        }
+    }
+
+    /// Finishes a VolumeAttachment stuck in deletion whose Node object is gone: the node's
+    /// attachment of the volume is released here (as ControllerUnpublish would) and the
+    /// external-attacher's finalizer taken off, so Kubernetes deletes the VA and the volume
+    /// can attach elsewhere. Nothing can still use the volume through a node Kubernetes no
+    /// longer has, which is the same rule a publish applies to a holder whose Node is gone.
+    /// Any API error leaves the VA as it is (reported as stuck; the next pass tries again).
+    async fn finish_if_node_gone(
+        &self,
+        va: &super::cluster::VolumeAttachmentInfo,
+        nodes: &mut HashMap<String, Option<NodeState>>,
+        report: &mut ReconcileReport,
+    ) -> bool {
+        if !nodes.contains_key(&va.node) {
+            let state = self
+                .call("looking up a node", self.cluster.node_state(&va.node))
+                .await
+                .map_err(|e| warn!(node = %va.node, error = %e, "reconciler: cannot check the node of a stuck VolumeAttachment"))
+                .ok();
+            nodes.insert(va.node.clone(), state);
+        }
+        if nodes.get(&va.node).copied().flatten() != Some(NodeState::Absent) {
+            return false;
+        }
+        let volumes: Vec<(String, EventTarget)> = self
+            .map()
+            .iter()
+            .filter(|(_, a)| {
+                a.holds(&va.node)
+                    && va.pv_name.is_some()
+                    && a.target.pv_name.as_deref() == va.pv_name.as_deref()
+            })
+            .map(|(v, a)| (v.clone(), a.target.clone()))
+            .collect();
+        for (volume, _) in &volumes {
+            match self.clear_node(volume, &va.node, "deleted").await {
+                Ok(true) => report.cleared.push((volume.clone(), va.node.clone())),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(va = %va.name, volume = %volume, error = %e, "could not release the attachment of a stuck VolumeAttachment; leaving it");
+                    report.errors += 1;
+                    bump(&self.counters.reconcile_errors, 1);
+                    return false;
+                }
+            }
+        }
+        match self
+            .call(
+                "finishing a VolumeAttachment",
+                self.cluster.finish_volume_attachment(&va.name, &va.node),
+            )
+            .await
+        {
+            Ok(true) => {
+                let pv = va.pv_name.clone().unwrap_or_default();
+                info!(va = %va.name, pv = %pv, node = %va.node, "finished a VolumeAttachment stuck in deletion for a deleted node");
+                let target = volumes
+                    .into_iter()
+                    .next()
+                    .map(|(_, t)| t)
+                    .unwrap_or_else(|| EventTarget {
+                        pv_name: va.pv_name.clone(),
+                        ..EventTarget::default()
+                    });
+                self.post(
+                    &target,
+                    EventKind::Normal,
+                    "VolumeAttachmentFinished",
+                    format!(
+                        "[{pv}]: VolumeAttachment {} was stuck in deletion for node {}, which no longer exists; the attachment was released so the volume can attach elsewhere",
+                        va.name, va.node
+                    ),
+                )
+                .await;
+                report.finished_volume_attachments.push(va.name.clone());
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                warn!(va = %va.name, error = %e, "could not finish a VolumeAttachment stuck in deletion");
+                report.errors += 1;
+                bump(&self.counters.reconcile_errors, 1);
+                false
+            }
         }
     }
 

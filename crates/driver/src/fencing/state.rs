@@ -53,6 +53,26 @@ pub struct EventTarget {
     pub pv_name: Option<String>,
     /// (namespace, name).
     pub pvc: Option<(String, String)>,
+    /// Uids read with the PV (see `VolumeEvent`), so posting needs no read of its own.
+    pub pv_uid: Option<String>,
+    pub pvc_uid: Option<String>,
+}
+
+impl EventTarget {
+    /// Points at `pv` as just read: its name and uid, and its claim when no PVC is named yet
+    /// (a PVC named by the volume context gets the claim's uid only when it is that claim).
+    pub fn follow_pv(&mut self, pv: &super::cluster::PvInfo) {
+        self.pv_name = Some(pv.name.clone());
+        self.pv_uid = pv.uid.clone();
+        if self.pvc.is_none() {
+            self.pvc = pv.claim.clone();
+        }
+        self.pvc_uid = if self.pvc.is_some() && self.pvc == pv.claim {
+            pv.claim_uid.clone()
+        } else {
+            None
+        };
+    }
 }
 
 /// One volume's attachment. Stored only while at least one node holds it: a volume without

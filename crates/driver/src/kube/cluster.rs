@@ -14,6 +14,7 @@ use tracing::warn;
 
 use super::api_errors::bounded;
 use super::events::{EventRecorder, component};
+use super::node_cache::{self, NodeCache};
 use super::objects;
 use super::pv_index::{self, PvIndex};
 use crate::fencing::cluster::{
@@ -32,6 +33,8 @@ pub struct KubeCluster {
     events: Arc<EventRecorder>,
     /// Handle → PV names for PVs not named after their slot (static PVs); see `start_pv_index`.
     pv_index: Arc<PvIndex>,
+    /// Nodes and CSINode limits for admitting publishes; see `start_node_cache`.
+    node_cache: Arc<NodeCache>,
 }
 
 impl KubeCluster {
@@ -45,7 +48,30 @@ impl KubeCluster {
             timeout: Duration::from_secs(10),
             events,
             pv_index: Arc::default(),
+            node_cache: Arc::default(),
         }
+    }
+
+    /// Starts the Node and CSINode watches that let a publish admit its node without a
+    /// request; abort the handle to stop both. Without them (and for a node they have not seen)
+    /// the Node and its CSINode are read per publish.
+    pub fn start_node_cache(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(node_cache::run(
+            self.client.clone(),
+            self.driver_name.clone(),
+            Arc::clone(&self.node_cache),
+            super::node_watch::watch_secs(self.timeout),
+        ))
+    }
+
+    /// True once both watches of the node cache delivered their first listing.
+    pub fn node_cache_ready(&self) -> bool {
+        self.node_cache.is_ready()
+    }
+
+    /// The attach limit the node cache holds for `node` (`None` while it cannot answer).
+    pub fn cached_attach_limit(&self, node: &str) -> Option<Option<u32>> {
+        self.node_cache.limit(node)
     }
 
     /// Starts the watch that keeps the handle → PV index current; abort the handle to stop it.
@@ -232,6 +258,46 @@ impl Cluster for KubeCluster {
             .collect())
     }
 
+    async fn finish_volume_attachment(&self, name: &str, node: &str) -> Result<bool, ClusterError> {
+        let api: Api<VolumeAttachment> = Api::all(self.client.clone());
+        let what = format!("reading VolumeAttachment {name}");
+        let Some(va) = bounded(&what, self.timeout, api.get_opt(name)).await? else {
+            return Ok(false);
+        };
+        let finalizer = objects::attacher_finalizer(&self.driver_name);
+        let finalizers = va.metadata.finalizers.clone().unwrap_or_default();
+        if va.spec.attacher != self.driver_name
+            || va.spec.node_name != node
+            || va.metadata.deletion_timestamp.is_none()
+            || !finalizers.contains(&finalizer)
+        {
+            return Ok(false);
+        }
+        let Some(resource_version) = va.metadata.resource_version.clone() else {
+            return Err(ClusterError::Other(format!(
+                "VolumeAttachment {name} has no resourceVersion; not changing it unconditionally"
+            )));
+        };
+        let rest: Vec<String> = finalizers.into_iter().filter(|f| *f != finalizer).collect();
+        // A merge patch replaces the whole list; the resourceVersion makes it apply only to
+        // the list just read (409 otherwise), so another controller's finalizer is never lost.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": resource_version, "finalizers": rest}
+        });
+        let what = format!("removing the attacher's finalizer from VolumeAttachment {name}");
+        match bounded(
+            &what,
+            self.timeout,
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClusterError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn node_state(&self, node: &str) -> Result<NodeState, ClusterError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let what = format!("reading Node {node}");
@@ -243,19 +309,29 @@ impl Cluster for KubeCluster {
         let api: Api<CSINode> = Api::all(self.client.clone());
         let what = format!("reading CSINode {node}");
         let found = bounded(&what, self.timeout, api.get_opt(node)).await?;
-        Ok(found.and_then(|n| {
-            n.spec
-                .drivers
-                .into_iter()
-                .find(|d| d.name == self.driver_name)
-                .and_then(|d| d.allocatable)
-                .and_then(|a| a.count)
-                .and_then(|c| u32::try_from(c).ok())
-        }))
+        Ok(found.and_then(|n| objects::attach_limit(&n, &self.driver_name)))
     }
 
+    /// From the node cache when it holds the Node (and has listed the CSINodes), else read as
+    /// without it.
+    async fn node_for_attach(&self, node: &str) -> Result<(NodeState, Option<u32>), ClusterError> {
+        let state = match self.node_cache.node(node) {
+            Some(state) => state,
+            None => self.node_state(node).await?,
+        };
+        if state == NodeState::Absent {
+            return Ok((state, None));
+        }
+        let limit = match self.node_cache.limit(node) {
+            Some(limit) => limit,
+            None => self.attach_limit(node).await?,
+        };
+        Ok((state, limit))
+    }
+
+    /// Queued (see `EventRecorder::enqueue`): the operation that caused it does not wait.
     async fn post_event(&self, event: VolumeEvent) {
-        self.events.post(&event).await;
+        self.events.enqueue(event);
     }
 }
 

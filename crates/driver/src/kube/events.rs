@@ -4,9 +4,16 @@
 //! (every one rejected), and labelled controller events as coming from the node. Here one
 //! recorder is shared, events land in the PVC's namespace (or `default` for a PV), and the source
 //! component is whatever the process says it is.
+//!
+//! Fencing hands its events to [`EventRecorder::enqueue`]: one worker task posts them in order
+//! while the CSI call that caused them has already answered, so an event never adds API
+//! requests or latency to ControllerPublish/Unpublish. The queue is bounded; when it is full
+//! (the API server is slow or down) further events are dropped and counted, never buffered
+//! without limit.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use ::kube::Api;
@@ -16,6 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use super::api_errors::bounded;
@@ -32,6 +40,9 @@ pub mod component {
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 /// Bound on remembered events, so a long-running process cannot grow without limit.
 const MAX_REMEMBERED: usize = 256;
+/// Events queued or being posted at most; more are dropped. At a few milliseconds per post this
+/// is seconds of backlog, far more than a burst of publishes makes.
+pub const EVENT_QUEUE: usize = 1024;
 
 /// Posts volume events. Create one per process and share it (`Arc`).
 pub struct EventRecorder {
@@ -40,6 +51,12 @@ pub struct EventRecorder {
     host: Option<String>,
     timeout: Duration,
     recent: Mutex<HashMap<EventKey, Recent>>,
+    queue: OnceLock<mpsc::UnboundedSender<VolumeEvent>>,
+    /// Events queued or in flight; bounded by `capacity` (the channel itself is not).
+    pending: AtomicUsize,
+    capacity: usize,
+    dropped: AtomicU64,
+    idle: Notify,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,7 +93,95 @@ impl EventRecorder {
             host: None,
             timeout: Duration::from_secs(10),
             recent: Mutex::new(HashMap::new()),
+            queue: OnceLock::new(),
+            pending: AtomicUsize::new(0),
+            capacity: EVENT_QUEUE,
+            dropped: AtomicU64::new(0),
+            idle: Notify::new(),
         }
+    }
+
+    /// Bound on queued events (see `enqueue`); at least 1.
+    pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Queues `event` for the recorder's worker and returns at once. Dropped (counted in
+    /// `dropped_events`, logged) when `capacity` events are already waiting or being posted, or
+    /// when there is no Tokio runtime to run the worker on.
+    pub fn enqueue(self: &Arc<Self>, event: VolumeEvent) {
+        let admitted = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.drop_event(&event, "the event queue is full");
+            return;
+        }
+        let sent = self
+            .sender()
+            .is_some_and(|tx| tx.send(event.clone()).is_ok());
+        if !sent {
+            self.done_one();
+            self.drop_event(&event, "no runtime to post events on");
+        }
+    }
+
+    /// Events `enqueue` dropped since the start.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event queued so far was posted (or failed and was logged). For tests
+    /// and shutdown; the request path never waits for events.
+    pub async fn flushed(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    fn drop_event(&self, event: &VolumeEvent, why: &str) {
+        let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // Every drop at debug; the first and then every power of two at warn, so a long API
+        // outage cannot flood the log.
+        if n.is_power_of_two() {
+            warn!(reason = %event.reason, dropped = n, "Kubernetes event dropped: {why}");
+        } else {
+            debug!(reason = %event.reason, dropped = n, "Kubernetes event dropped: {why}");
+        }
+    }
+
+    fn done_one(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// The worker's queue, started on first use. The worker holds the recorder weakly, so it
+    /// ends when the last owner drops the recorder (and with it the sender).
+    fn sender(self: &Arc<Self>) -> Option<&mpsc::UnboundedSender<VolumeEvent>> {
+        if let Some(tx) = self.queue.get() {
+            return Some(tx);
+        }
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let mut started = false;
+        let tx = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            runtime.spawn(work(Arc::downgrade(self), rx));
+            started = true;
+            tx
+        });
+        if started {
+            debug!(component = %self.component, "event worker started");
+        }
+        Some(tx)
     }
 
     /// `source.host`: the node name, for events posted by the node plugin.
@@ -144,8 +249,25 @@ impl EventRecorder {
         }
     }
 
-    /// The PVC when it exists (found directly or through the PV's claimRef), else the PV.
+    /// The PVC when it exists (found directly or through the PV's claimRef), else the PV. What
+    /// the caller already read (the uids in `event`) is used as it is, without a request.
     async fn target(&self, event: &VolumeEvent) -> Option<Target> {
+        if let (Some((namespace, name)), Some(uid)) = (&event.pvc, &event.pvc_uid) {
+            return Some(Target {
+                namespace: namespace.clone(),
+                kind: "PersistentVolumeClaim",
+                name: name.clone(),
+                uid: Some(uid.clone()),
+            });
+        }
+        if let (None, Some(pv_name), Some(uid)) = (&event.pvc, &event.pv_name, &event.pv_uid) {
+            return Some(Target {
+                namespace: "default".into(),
+                kind: "PersistentVolume",
+                name: pv_name.clone(),
+                uid: Some(uid.clone()),
+            });
+        }
         if let Some((namespace, name)) = &event.pvc {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
             match bounded(
@@ -329,5 +451,69 @@ impl EventRecorder {
             }
         }
         recent.insert(key, value);
+    }
+}
+
+/// Posts queued events one at a time, in order, until the recorder is gone.
+async fn work(recorder: Weak<EventRecorder>, mut rx: mpsc::UnboundedReceiver<VolumeEvent>) {
+    while let Some(event) = rx.recv().await {
+        let Some(recorder) = recorder.upgrade() else {
+            return;
+        };
+        recorder.post(&event).await;
+        recorder.done_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fencing::cluster::EventKind;
+
+    fn client(port: u16) -> ::kube::Client {
+        let url = format!("http://127.0.0.1:{port}").parse().unwrap();
+        ::kube::Client::try_from(::kube::Config::new(url)).unwrap()
+    }
+
+    fn event(n: usize) -> VolumeEvent {
+        VolumeEvent {
+            pv_name: Some("pv".into()),
+            pvc: Some(("ns".into(), "pvc".into())),
+            kind: EventKind::Normal,
+            reason: "VolumeAttached".into(),
+            message: format!("event {n}"),
+            pv_uid: None,
+            pvc_uid: Some("uid".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_instead_of_growing() {
+        // An API server that accepts connections and never answers: nothing leaves the queue.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let recorder = Arc::new(
+            EventRecorder::new(client(port), component::CONTROLLER)
+                .with_timeout(Duration::from_secs(600))
+                .with_queue_capacity(2),
+        );
+        for n in 0..5 {
+            recorder.enqueue(event(n));
+        }
+        assert_eq!(recorder.dropped_events(), 3);
+        assert_eq!(recorder.pending.load(Ordering::Acquire), 2);
+    }
+
+    #[tokio::test]
+    async fn queued_events_are_all_attempted_and_flushed_returns_after() {
+        // Nothing listens on port 1: each post fails at once and is logged.
+        let recorder = Arc::new(EventRecorder::new(client(1), component::CONTROLLER));
+        for n in 0..3 {
+            recorder.enqueue(event(n));
+        }
+        assert_eq!(recorder.pending.load(Ordering::Acquire), 3);
+        recorder.flushed().await;
+        assert_eq!(recorder.pending.load(Ordering::Acquire), 0);
+        assert_eq!(recorder.dropped_events(), 0);
     }
 }

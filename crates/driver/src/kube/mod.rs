@@ -1,9 +1,11 @@
 //! Kubernetes access for the driver: the real implementation of `fencing::cluster::Cluster`,
 //! the process's one event recorder, and the VMI grouper's pod lookup (opt-in).
 //!
-//! Fencing decisions are taken on objects read from the API server, never on a cache: the one
-//! watch-fed structure (`pv_index`, volume handle → PV name) only says which PV to read, and
-//! writes stay conditional on the resourceVersion of that read. Every request runs under a
+//! Fencing decisions are taken on objects read from the API server, never on a cache: the
+//! watch-fed structures only say which PV to read (`pv_index`, volume handle → PV name, and
+//! writes stay conditional on the resourceVersion of that read) or admit a publish to a node
+//! that exists with room under its attach limit (`node_cache`, which asks the API server about
+//! anything it does not hold). Every request runs under a
 //! deadline so a wedged API server turns into `ClusterError::Unavailable` instead of a hung CSI
 //! call.
 
@@ -12,6 +14,7 @@ mod cluster;
 mod connect;
 mod events;
 pub mod leader;
+mod node_cache;
 mod node_events;
 mod node_watch;
 mod objects;

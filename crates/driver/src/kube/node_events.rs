@@ -36,6 +36,8 @@ impl NodeEvents {
             kind,
             reason: reason.to_string(),
             message,
+            pv_uid: None,
+            pvc_uid: None,
         };
         if event.pv_name.is_none() && event.pvc.is_none() {
             tracing::debug!(

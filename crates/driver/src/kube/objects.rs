@@ -4,7 +4,7 @@
 //! without a server.
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::fencing::cluster::{NodeState, PvInfo, VolumeAttachmentInfo};
@@ -19,18 +19,51 @@ pub(crate) fn pv_info(pv: &PersistentVolume, driver: &str) -> Option<PvInfo> {
     if csi.driver != driver {
         return None;
     }
-    let claim = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.claim_ref.as_ref())
-        .and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+    let claim_ref = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    let claim = claim_ref.and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+    let claim_uid = claim.as_ref().and(claim_ref).and_then(|c| c.uid.clone());
     Some(PvInfo {
         name: pv.metadata.name.clone().unwrap_or_default(),
         volume_handle: csi.volume_handle.clone(),
         annotations: pv.metadata.annotations.clone().unwrap_or_default(),
         resource_version: pv.metadata.resource_version.clone().unwrap_or_default(),
         claim,
+        uid: pv.metadata.uid.clone(),
+        claim_uid,
     })
+}
+
+/// The CSINode's allocatable count for `driver`, when it publishes one.
+pub(crate) fn attach_limit(csinode: &CSINode, driver: &str) -> Option<u32> {
+    csinode
+        .spec
+        .drivers
+        .iter()
+        .find(|d| d.name == driver)
+        .and_then(|d| d.allocatable.as_ref())
+        .and_then(|a| a.count)
+        .and_then(|c| u32::try_from(c).ok())
+}
+
+/// The finalizer the external-attacher puts on a VolumeAttachment of `driver` and takes off
+/// after ControllerUnpublish succeeded: `external-attacher/` and the driver name with every
+/// character outside `[a-zA-Z0-9-]` replaced by `-` (and an `X` appended if it then ends in
+/// `-`), as the attacher spells it.
+pub(crate) fn attacher_finalizer(driver: &str) -> String {
+    let mut name: String = driver
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.ends_with('-') {
+        name.push('X');
+    }
+    format!("external-attacher/{name}")
 }
 
 /// `Some` only for an attachment whose attacher is `driver`.
@@ -126,6 +159,15 @@ mod tests {
             spec.csi = None;
         }
         assert_eq!(pv_info(&hostpath, DRIVER), None);
+    }
+
+    #[test]
+    fn the_attacher_finalizer_is_spelled_as_the_external_attacher_spells_it() {
+        assert_eq!(
+            attacher_finalizer("rds.csi.srvlab.io"),
+            "external-attacher/rds-csi-srvlab-io"
+        );
+        assert_eq!(attacher_finalizer("a_b/c."), "external-attacher/a-b-c-X");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct SnapshotService {
     backends: Arc<Backends>,
     /// Owner of the controller's one per-volume lock (`fencing::manager` documents the order).
     fencing: Arc<AttachmentManager>,
+    /// Listings kept for paged ListSnapshots walks (see `paging`): one RDS read per walk.
+    listings: paging::Snapshots<(String, pb::Snapshot)>,
 }
 
 /// The disk a new volume is copied from, and its size.
@@ -56,7 +58,11 @@ pub fn restore_size(allocated: u64, source: u64, range: Option<&pb::CapacityRang
 
 impl SnapshotService {
     pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {
-        SnapshotService { backends, fencing }
+        SnapshotService {
+            backends,
+            fencing,
+            listings: paging::Snapshots::default(),
+        }
     }
 
     fn default_backend(&self) -> &str {
@@ -352,69 +358,90 @@ impl SnapshotService {
     }
 
     pub async fn list(&self, req: pb::ListSnapshotsRequest) -> Result<pb::ListSnapshotsResponse> {
-        let after = match paging::start_after(req.max_entries, &req.starting_token)? {
+        let token = paging::parse_token(req.max_entries, &req.starting_token)?;
+        let after = match token {
             None => None,
-            Some(raw) => Some(
-                SnapshotId::parse(raw, self.default_backend())
+            Some(t) => Some(
+                SnapshotId::parse(t.after, self.default_backend())
                     .map_err(|why| paging::invalid_token(&req.starting_token, why))?
                     .to_string(),
             ),
         };
+        let token = token.zip(after.as_deref()).map(|(t, after)| paging::Token {
+            after,
+            snapshot: t.snapshot,
+        });
         // A filter naming something that cannot be ours matches nothing (not an error: CSI
         // lists are queries).
         let source = if req.source_volume_id.is_empty() {
             None
         } else {
             match VolumeId::parse(&req.source_volume_id, self.default_backend()) {
-                Ok(v) => Some(v),
+                Ok(v) => Some(v.to_string()),
                 Err(_) => return Ok(empty_list()),
             }
         };
-        let mut all: Vec<(String, pb::Snapshot)> = Vec::new();
-        if !req.snapshot_id.is_empty() {
+        let matches = |(_, s): &(String, pb::Snapshot)| {
+            source
+                .as_ref()
+                .is_none_or(|want| s.source_volume_id == *want)
+        };
+        let (page, next_token) = if !req.snapshot_id.is_empty() {
             let Ok(id) = SnapshotId::parse(&req.snapshot_id, self.default_backend()) else {
                 return Ok(empty_list());
             };
+            let mut one = Vec::new();
             if let Some(s) = self.lookup(&id).await? {
-                all.push((id.to_string(), s));
+                one.push((id.to_string(), s));
             }
+            one.retain(|e| matches(e));
+            let (page, next) = paging::page(
+                &one,
+                |(id, _)| id.clone(),
+                after.as_deref(),
+                req.max_entries,
+            );
+            (page.to_vec(), next)
         } else {
-            let prefix = Slot::new(SNAP_PREFIX)
-                .map_err(|e| DriverError::Internal(format!("snapshot slot prefix: {e}")))?;
-            for backend in self.backends.all() {
-                let disks = backend.client.list_disks(&prefix).await.map_err(|e| {
-                    DriverError::rds(format!("listing snapshots on backend {}", backend.name), e)
-                })?;
-                for disk in disks {
-                    let Ok(id) = SnapshotId::parse(&disk.slot, &backend.name) else {
-                        continue;
-                    };
-                    if managed_snapshot(backend, &disk).is_some() {
-                        all.push((id.to_string(), snapshot_of(&id, &disk, None)));
-                    }
-                }
-            }
-        }
-        if let Some(src) = &source {
-            let want = src.to_string();
-            all.retain(|(_, s)| s.source_volume_id == want);
-        }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let (page, next_token) = paging::page(
-            &all,
-            |(id, _)| id.clone(),
-            after.as_deref(),
-            req.max_entries,
-        );
+            paging::walk_where(
+                &self.listings,
+                token,
+                req.max_entries,
+                |(id, _): &(String, pb::Snapshot)| id.clone(),
+                matches,
+                || self.all_snapshots(),
+            )
+            .await?
+        };
         Ok(pb::ListSnapshotsResponse {
             entries: page
-                .iter()
-                .map(|(_, s)| pb::list_snapshots_response::Entry {
-                    snapshot: Some(s.clone()),
-                })
+                .into_iter()
+                .map(|(_, s)| pb::list_snapshots_response::Entry { snapshot: Some(s) })
                 .collect(),
             next_token,
         })
+    }
+
+    /// Every snapshot of every backend, sorted by id (the order pages are cut in).
+    async fn all_snapshots(&self) -> Result<Vec<(String, pb::Snapshot)>> {
+        let prefix = Slot::new(SNAP_PREFIX)
+            .map_err(|e| DriverError::Internal(format!("snapshot slot prefix: {e}")))?;
+        let mut all = Vec::new();
+        for backend in self.backends.all() {
+            let disks = backend.client.list_disks(&prefix).await.map_err(|e| {
+                DriverError::rds(format!("listing snapshots on backend {}", backend.name), e)
+            })?;
+            for disk in disks {
+                let Ok(id) = SnapshotId::parse(&disk.slot, &backend.name) else {
+                    continue;
+                };
+                if managed_snapshot(backend, &disk).is_some() {
+                    all.push((id.to_string(), snapshot_of(&id, &disk, None)));
+                }
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 
     /// Resolves a CreateVolume content source to the disk to copy. A source that does not exist

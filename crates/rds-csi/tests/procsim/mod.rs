@@ -48,6 +48,16 @@ impl Rig {
     /// Spawns `rds-csi controller --no-kubernetes` on `<dir>/<name>.sock`, logging to
     /// `<dir>/<name>.log`. `extra` adds flags (not ones set here: clap refuses repeats).
     pub fn controller(&self, name: &str, extra: &[&str]) -> Controller {
+        self.controller_with_env(name, extra, &[])
+    }
+
+    /// [`Rig::controller`] with `env` added to the process's environment.
+    pub fn controller_with_env(
+        &self,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Controller {
         let socket = self.dir.path().join(format!("{name}.sock"));
         let log = self.dir.path().join(format!("{name}.log"));
         let metrics_port = free_port();
@@ -62,6 +72,7 @@ impl Rig {
             .args(["--rds-host-key", &self.fingerprint])
             .args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
