@@ -465,7 +465,33 @@ enum Established {
     Failed(RdsError),
 }
 
-/// Reads a session to its end: stdout, stderr (extended data 1) and the exit status.
+/// The most a command's standard output may hold. A `/disk print detail` record is well under
+/// 1 KiB, so this is room for ~60,000 disks: far more than an RDS holds, while a broken or
+/// hostile server can no longer grow the controller's memory without bound.
+const MAX_STDOUT: usize = 64 << 20;
+/// RouterOS writes at most an error line or two to stderr.
+const MAX_STDERR: usize = 1 << 20;
+
+/// Appends a chunk of a command's output unless that would pass `limit`; the command is then
+/// abandoned (the caller drops the session) with the cause in the error.
+fn append_capped(
+    buf: &mut Vec<u8>,
+    chunk: &[u8],
+    limit: usize,
+    verb: &'static str,
+) -> Result<(), RdsError> {
+    if buf.len().saturating_add(chunk.len()) > limit {
+        return Err(RdsError::Transport {
+            verb,
+            reason: format!("output exceeded {limit} bytes; command abandoned"),
+        });
+    }
+    buf.extend_from_slice(chunk);
+    Ok(())
+}
+
+/// Reads a session to its end: stdout, stderr (extended data 1) and the exit status, each
+/// capped in size.
 async fn collect(
     channel: &mut russh::Channel<client::Msg>,
     verb: &'static str,
@@ -476,8 +502,10 @@ async fn collect(
     let mut closed = false;
     while let Some(msg) = channel.wait().await {
         match msg {
-            ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+            ChannelMsg::Data { data } => append_capped(&mut stdout, &data, MAX_STDOUT, verb)?,
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                append_capped(&mut stderr, &data, MAX_STDERR, verb)?
+            }
             ChannelMsg::ExitStatus { exit_status: s } => exit_status = Some(s),
             ChannelMsg::ExitSignal { signal_name, .. } => {
                 return Err(RdsError::Transport {
@@ -577,6 +605,21 @@ mod tests {
             key.to_string(),
             HostKeyPolicy::InsecureAcceptAny,
         )
+    }
+
+    #[test]
+    fn output_past_its_cap_is_refused_with_the_cause_and_nothing_is_appended() {
+        let mut buf = Vec::new();
+        append_capped(&mut buf, b"0123456789", 16, "/disk print").expect("under the cap");
+        append_capped(&mut buf, b"abcdef", 16, "/disk print").expect("exactly the cap");
+        assert_eq!(buf.len(), 16);
+        let err = append_capped(&mut buf, b"x", 16, "/disk print").expect_err("over the cap");
+        assert_eq!(buf.len(), 16, "the refused chunk must not be kept");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/disk print") && msg.contains("exceeded 16 bytes"),
+            "{msg}"
+        );
     }
 
     #[test]
