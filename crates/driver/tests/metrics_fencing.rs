@@ -61,6 +61,7 @@ async fn every_fencing_family_is_listed_at_zero_before_anything_happens() {
         "persist_failures",
         "unpersisted",
         "reconcile_errors",
+        "events_dropped",
     ] {
         let name = format!("rds_csi_fencing_{counter}");
         assert!(text.contains(&format!("# TYPE {name} counter")), "{text}");

@@ -134,4 +134,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// event must never fail the operation it describes. The Kubernetes implementation queues
     /// the event and returns at once, so an event costs the operation no API request.
     async fn post_event(&self, event: VolumeEvent);
+    /// Events `post_event` had to drop since the start (its queue was full). An implementation
+    /// that never drops keeps the default.
+    fn dropped_events(&self) -> u64 {
+        0
+    }
 }

@@ -199,7 +199,8 @@ impl AttachmentManager {
             let migrations = map.values().filter(|a| a.nodes.len() > 1).count();
             (map.len() as u64, migrations as u64)
         };
-        self.counters.snapshot(volumes, migrations)
+        self.counters
+            .snapshot(volumes, migrations, self.cluster.dropped_events())
     }
 
     pub(super) fn map(&self) -> MutexGuard<'_, HashMap<String, Attachment>> {

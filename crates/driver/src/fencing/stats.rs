@@ -30,6 +30,9 @@ pub struct FencingStats {
     pub unpersisted_total: u64,
     /// Reconciler passes that could not check something because the API failed (nothing cleared).
     pub reconcile_errors_total: u64,
+    /// Kubernetes events dropped because the event queue was full (the operations they
+    /// describe were done; only their record is missing).
+    pub events_dropped_total: u64,
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +55,12 @@ pub(crate) fn bump(c: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    pub fn snapshot(&self, attached_volumes: u64, migrations_in_flight: u64) -> FencingStats {
+    pub fn snapshot(
+        &self,
+        attached_volumes: u64,
+        migrations_in_flight: u64,
+        events_dropped_total: u64,
+    ) -> FencingStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FencingStats {
             attached_volumes,
@@ -68,6 +76,7 @@ impl Counters {
             persist_failures_total: get(&self.persist_failures),
             unpersisted_total: get(&self.unpersisted),
             reconcile_errors_total: get(&self.reconcile_errors),
+            events_dropped_total,
         }
     }
 }

@@ -333,6 +333,10 @@ impl Cluster for KubeCluster {
     async fn post_event(&self, event: VolumeEvent) {
         self.events.enqueue(event);
     }
+
+    fn dropped_events(&self) -> u64 {
+        self.events.dropped_events()
+    }
 }
 
 /// The PV name the provisioner gives a volume with this handle (its slot), when the slot is a

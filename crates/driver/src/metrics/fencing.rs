@@ -31,7 +31,7 @@ const GAUGES: [Field<FencingStats>; 2] = [
 ];
 
 /// Counters since the controller started (name without prefix and `_total`, help, value).
-const COUNTERS: [Field<FencingStats>; 11] = [
+const COUNTERS: [Field<FencingStats>; 12] = [
     (
         "fencing_attaches",
         "Node attachments recorded by ControllerPublish (a migration target counts as one)",
@@ -86,5 +86,10 @@ const COUNTERS: [Field<FencingStats>; 11] = [
         "fencing_reconcile_errors",
         "Reconciler checks skipped because the Kubernetes API failed (nothing was cleared)",
         |s| s.reconcile_errors_total,
+    ),
+    (
+        "fencing_events_dropped",
+        "Kubernetes events about attachments dropped because the event queue was full",
+        |s| s.events_dropped_total,
     ),
 ];
