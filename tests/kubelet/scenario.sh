@@ -117,7 +117,8 @@ for p in node registrar; do
     i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 done
 EOF
-# kubelet from an empty working directory (see scripts/kubelet/fakecri/main.go for why).
+# kubelet from a working directory of its own holding only a sentinel file: an empty container
+# log path makes kubelet delete everything there (scripts/kubelet/fakecri/main.go).
 cat > /usr/bin/start-kubelet <<EOF
 #!/bin/sh
 cd /run/kubelet-wd
@@ -141,6 +142,7 @@ EOF
 chmod +x /usr/bin/start-node-plugin /usr/bin/stop-node-plugin /usr/bin/start-kubelet /usr/bin/stop-kubelet
 : > /var/log/node.log; : > /var/log/kubelet.log; : > /var/log/registrar.log
 fakecri -runtime-socket /run/fakecri.sock > /var/log/fakecri.log 2>&1 &
+echo keep > /run/kubelet-wd/sentinel
 start-node-plugin || fail node.plugin-start "socket never appeared: $(tail -n 5 /var/log/node.log)"
 T=$(up)
 start-kubelet
@@ -419,6 +421,14 @@ if out=$(pvc blk1 Block 1Gi); then
     fi
 else
     fail standin.block-volume "$out"
+fi
+
+# kubelet removes every match of "*" in its working directory when it removes a container whose
+# log path is empty; the fake wrapper sets the path, so this file outlives every pod deletion.
+if [ -f /run/kubelet-wd/sentinel ]; then
+    pass kubelet.workdir-intact "kubelet's working directory kept its file through every container removal"
+else
+    fail kubelet.workdir-intact "kubelet deleted the files in its working directory (empty container log path)"
 fi
 
 if grep -q "older than 1.26" /var/log/node.log; then
