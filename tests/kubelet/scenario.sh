@@ -174,7 +174,7 @@ fi
 
 # ---------------------------------------------------------------- the stand-ins
 # pvc NAME MODE(Filesystem|Block) SIZE: a PVC bound to a fresh volume, attached to this node.
-# Sets VOL (volume id), NQN.
+# Run in $(...): its output is the error, if any; the replies stay in /tmp/k/{create,pub}-NAME.json.
 pvc() {
     local name=$1 mode=$2 size=$3 flags uid pv va sum ctx pubctx
     if [ "$mode" = Block ]; then flags="--block"; else flags="--fs-type ext4"; fi
@@ -257,8 +257,7 @@ no_ctrl() { [ -z "$(ctrls_of "$1")" ]; }
 # ---------------------------------------------------------------- filesystem PVC
 GLOBAL_FS=$KD/plugins/kubernetes.io/csi/pv/pv-fs1/globalmount
 if out=$(pvc fs1 Filesystem 1Gi); then
-    VOL_FS=$VOL; NQN_FS=$NQN
-    # pvc ran in a subshell: recover what it set.
+    # pvc ran in a subshell: read what it created.
     VOL_FS=$(jq -r .volume.volume_id /tmp/k/create-fs1.json); NQN_FS=$(jq -r .volume.volume_context.nqn /tmp/k/create-fs1.json)
     pass standin.fs-volume "volume $VOL_FS created, PV/PVC bound, attached (publish_context $(jq -c '.publish_context // {}' /tmp/k/pub-fs1.json))"
 else
