@@ -62,6 +62,7 @@ pub async fn node(a: NodeArgs, audit: Audit) -> Result<(), String> {
         None,
         Default::default(),
     );
+    warn_if_kubelet_too_old(&a.node, &a.kube, kube.as_ref());
     let services = Services {
         identity,
         controller: None,
@@ -84,6 +85,7 @@ pub async fn all(a: AllArgs, audit: Audit) -> Result<(), String> {
         &audit,
     )
     .await?;
+    warn_if_kubelet_too_old(&a.node, &a.kube, kube.as_ref());
     let services = Services {
         identity: c.identity,
         controller: Some(c.controller),
@@ -497,6 +499,19 @@ fn vmi_grouper(
     Some(Arc::new(
         VmiGrouper::new(lookup, config).with_claim_lookup(cluster),
     ))
+}
+
+/// A kubelet older than 1.26 cannot talk to the plugin at all and says only "RST_STREAM" in its
+/// own logs, so the node plugin says why, once, in its log (in the background: it never delays
+/// serving).
+fn warn_if_kubelet_too_old(n: &NodeOnlyArgs, k: &KubeArgs, kube: Option<&::kube::Client>) {
+    if let Some(client) = kube {
+        tokio::spawn(driver::kube::check_kubelet_version(
+            client.clone(),
+            n.node_id.clone(),
+            k.kube_timeout,
+        ));
+    }
 }
 
 fn node_service(
