@@ -40,6 +40,9 @@ pub enum CliError {
     /// A driver component (audit trail, Kubernetes client, sandbox) refused to start.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The hotplug guard's serving certificate or TLS setup.
+    #[error(transparent)]
+    Guard(#[from] driver::hotplug_guard::GuardError),
     #[error("reading authorized keys {}: {source}", path.display())]
     AuthorizedKeys {
         path: PathBuf,
@@ -86,8 +89,8 @@ pub enum CliError {
     /// Steps that answered other than expected, one line each.
     #[error("demo found unexpected answers:\n  {}", .0.join("\n  "))]
     DemoAnswers(Vec<String>),
-    /// The serving modes (`controller`, `node`, `all`) and the hotplug guard's certificate loader
-    /// still report a finished sentence; it is passed through as is.
+    /// The serving modes (`controller`, `node`, `all`) and `selftest` still report a finished
+    /// sentence; it is passed through as is.
     #[error("{0}")]
     Serve(String),
 }

@@ -82,11 +82,12 @@ pub async fn run(a: GuardArgs) -> Result<(), CliError> {
     }
     let metrics = Metrics::new();
     let guard_metrics = GuardMetrics::register(&metrics);
-    let cert = Arc::new(
-        ReloadingCert::new(&a.tls_cert_file, &a.tls_key_file, guard_metrics.clone())
-            .map_err(CliError::Serve)?,
-    );
-    let tls = Arc::new(cert.server_config().map_err(CliError::Serve)?);
+    let cert = Arc::new(ReloadingCert::new(
+        &a.tls_cert_file,
+        &a.tls_key_file,
+        guard_metrics.clone(),
+    )?);
+    let tls = Arc::new(cert.server_config()?);
     let client = driver::kube::client(&ClientSettings {
         kubeconfig: a.kubeconfig.clone(),
         connect_timeout: a.lookup_timeout,
