@@ -10,7 +10,7 @@ use std::time::Duration;
 use driver::hotplug_guard::objects::{AttachmentPod, Vmi};
 use driver::hotplug_guard::rules::Observed;
 use driver::hotplug_guard::tls::ReloadingCert;
-use driver::hotplug_guard::{Guard, GuardCluster, GuardMetrics, GuardSettings, server};
+use driver::hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings, server};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +21,7 @@ struct NoCluster;
 
 #[async_trait::async_trait]
 impl GuardCluster for NoCluster {
-    async fn observe(&self, _pod: &AttachmentPod) -> Result<Observed, String> {
+    async fn observe(&self, _pod: &AttachmentPod) -> Result<Observed, GuardError> {
         Ok(Observed::default())
     }
     async fn warn_vmi(&self, _vmi: &Vmi, _reason: &str, _message: &str) {}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use driver::hotplug_guard::objects::{AttachmentPod, Launcher, Owner, Vmi};
 use driver::hotplug_guard::rules::Observed;
-use driver::hotplug_guard::{Guard, GuardCluster, GuardMetrics, GuardSettings};
+use driver::hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings};
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -26,9 +26,12 @@ struct Fake {
 
 #[async_trait::async_trait]
 impl GuardCluster for Fake {
-    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, String> {
+    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, GuardError> {
         if self.fail {
-            return Err("fuzz: lookups fail".into());
+            return Err(GuardError::Lookup {
+                what: "fuzz".into(),
+                source: "lookups fail".into(),
+            });
         }
         let vmi = Vmi {
             name: "vm1".into(),
@@ -305,7 +308,7 @@ struct Hung;
 
 #[async_trait::async_trait]
 impl GuardCluster for Hung {
-    async fn observe(&self, _pod: &AttachmentPod) -> Result<Observed, String> {
+    async fn observe(&self, _pod: &AttachmentPod) -> Result<Observed, GuardError> {
         std::future::pending().await
     }
     async fn warn_vmi(&self, _vmi: &Vmi, _reason: &str, _message: &str) {}
@@ -356,7 +359,7 @@ struct Stuck {
 
 #[async_trait::async_trait]
 impl GuardCluster for Stuck {
-    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, String> {
+    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, GuardError> {
         let mut seen = Fake { fail: false }.observe(pod).await?;
         seen.siblings[0].created = Some("2020-01-01T00:00:00Z".parse().unwrap());
         Ok(seen)

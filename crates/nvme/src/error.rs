@@ -141,3 +141,10 @@ impl NvmeError {
         }
     }
 }
+
+/// An NQN the shared type refused reads as any other invalid value of this crate.
+impl From<nqn::NqnError> for NvmeError {
+    fn from(e: nqn::NqnError) -> Self {
+        NvmeError::invalid("NQN", e.value, e.problem.to_string())
+    }
+}

@@ -406,7 +406,7 @@ impl Initiator {
             tracing::warn!(nqn = %nqn_text, health = ?report.health, "orphaned NVMe subsystem");
             let outcome = match Nqn::new(nqn_text.clone()) {
                 Ok(nqn) => self.disconnect(&nqn).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             results.push(CleanupResult {
                 nqn: nqn_text,

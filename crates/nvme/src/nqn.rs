@@ -1,94 +1,17 @@
 //! NVMe Qualified Names and the managed-prefix guard.
 //!
 //! An NQN ends up inside a comma-separated kernel option string and on an nvme-cli command line,
-//! so the validated type is the only way to get one into those places: a comma, `=`, space or
-//! newline cannot be represented. The prefix guard exists because hosts can boot from NVMe-oF;
-//! every automated disconnect must prove the NQN is ours first.
+//! so the validated type (the shared [`nqn::Nqn`]) is the only way to get one into those places:
+//! a comma, `=`, space or newline cannot be represented. The prefix guard exists because hosts
+//! can boot from NVMe-oF; every automated disconnect must prove the NQN is ours first.
 
 use std::fmt;
 
+use nqn::is_name_char;
+
 use crate::error::{NvmeError, Result};
 
-/// Longest NQN the NVMe base specification allows (bytes).
-pub const MAX_NQN_LEN: usize = 223;
-
-/// A syntactically valid NQN of the form `nqn.YYYY-MM.<reverse-domain>:<identifier>`.
-///
-/// The domain is lower-case (`[a-z0-9.-]`), the identifier allows `[A-Za-z0-9._:-]` — wide enough
-/// for `nqn.2014-08.org.nvmexpress:uuid:<uuid>` host NQNs, narrow enough that nothing in it can
-/// split a kernel option string or a shell word.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Nqn(String);
-
-impl Nqn {
-    pub fn new(value: impl Into<String>) -> Result<Self> {
-        let value = value.into();
-        validate_nqn(&value)?;
-        Ok(Nqn(value))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Nqn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for Nqn {
-    type Err = NvmeError;
-    fn from_str(s: &str) -> Result<Self> {
-        Nqn::new(s)
-    }
-}
-
-fn is_ident_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
-}
-
-fn validate_nqn(v: &str) -> Result<()> {
-    let bad = |reason: &str| Err(NvmeError::invalid("NQN", v, reason));
-    if v.is_empty() {
-        return bad("empty");
-    }
-    if v.len() > MAX_NQN_LEN {
-        return bad(&format!("{} bytes, max {MAX_NQN_LEN}", v.len()));
-    }
-    let Some(rest) = v.strip_prefix("nqn.") else {
-        return bad("must start with \"nqn.\"");
-    };
-    // YYYY-MM.
-    let date = rest.as_bytes();
-    let date_ok = date.len() > 8
-        && date[..4].iter().all(u8::is_ascii_digit)
-        && date[4] == b'-'
-        && date[5..7].iter().all(u8::is_ascii_digit)
-        && date[7] == b'.';
-    if !date_ok {
-        return bad("expected nqn.YYYY-MM.<domain>:<identifier>");
-    }
-    let after_date = &rest[8..];
-    let Some((domain, ident)) = after_date.split_once(':') else {
-        return bad("missing ':' between domain and identifier");
-    };
-    if domain.is_empty()
-        || !domain
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-    {
-        return bad("domain must be non-empty lower-case [a-z0-9.-]");
-    }
-    if ident.is_empty() {
-        return bad("empty identifier");
-    }
-    if let Some(c) = ident.chars().find(|c| !is_ident_char(*c)) {
-        return bad(&format!("character {c:?} not allowed in identifier"));
-    }
-    Ok(())
-}
+pub use nqn::{MAX_NQN_LEN, Nqn, NqnError};
 
 /// The NQN prefix that marks subsystems this driver owns.
 ///
@@ -111,7 +34,7 @@ impl ManagedPrefix {
         if value.len() > MAX_NQN_LEN {
             return bad(&format!("{} bytes, max {MAX_NQN_LEN}", value.len()));
         }
-        if let Some(c) = value.chars().find(|c| !is_ident_char(*c)) {
+        if let Some(c) = value.chars().find(|c| !is_name_char(*c)) {
             return bad(&format!("character {c:?} not allowed"));
         }
         Ok(ManagedPrefix(value))

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::csi_cmd::CsiCommand;
+use crate::error::CliError;
 
 pub const DEFAULT_ENDPOINT: &str = "unix:///var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock";
 pub const DEFAULT_DRIVER_NAME: &str = "rds.csi.srvlab.io";
@@ -412,36 +413,41 @@ pub struct OrphansArgs {
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, CliError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 10s, 5m or 1h"))?;
+    let n: u64 = num.parse().map_err(|_| CliError::DurationNumber {
+        input: s.to_string(),
+    })?;
     let d = match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+        _ => {
+            return Err(CliError::DurationUnit {
+                input: s.to_string(),
+                unit: unit.to_string(),
+            });
+        }
     };
     Ok(d)
 }
 
 /// `--capacity`: what RouterOS accepts and prints (`500G`, `512GiB`, bytes) plus the
 /// Kubernetes-style `Ki`/`Mi`/`Gi`/`Ti` people type from habit, so the help's examples work.
-pub fn parse_capacity(s: &str) -> Result<u64, String> {
+pub fn parse_capacity(s: &str) -> Result<u64, CliError> {
     let t = s.trim();
     let routeros = match t.strip_suffix('i') {
         Some(head) if head.ends_with(['K', 'M', 'G', 'T']) => format!("{t}B"),
         _ => t.to_string(),
     };
-    let bytes = routeros::size::parse_size(&routeros).map_err(|_| {
-        format!("{s:?} is not a size; use a number with an optional binary unit: 1Ti, 500G, 512GiB, 1073741824")
+    let bytes = routeros::size::parse_size(&routeros).map_err(|_| CliError::Capacity {
+        input: s.to_string(),
     })?;
     if bytes == 0 {
-        return Err("must be more than 0 bytes".into());
+        return Err(CliError::ZeroCapacity);
     }
     Ok(bytes)
 }

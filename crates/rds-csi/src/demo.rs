@@ -18,6 +18,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::args::DemoArgs;
+use crate::error::CliError;
 use crate::run::VERSION;
 
 const GIB: i64 = 1 << 30;
@@ -118,7 +119,7 @@ fn gib(n: i64) -> Option<pb::CapacityRange> {
     })
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), String> {
+pub async fn run(args: DemoArgs) -> Result<(), CliError> {
     println!("rds-csi {VERSION} demo: simulator + controller over real SSH and gRPC");
     let transcript = Arc::new(Transcript::default());
     let observer: Arc<dyn CommandObserver> = transcript.clone();
@@ -126,7 +127,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         observer: Some(observer),
         ..SandboxOptions::default()
     };
-    let sandbox = Sandbox::start(options).await.map_err(|e| e.to_string())?;
+    let sandbox = Sandbox::start(options).await?;
     sandbox.sim().faults().set_latency(args.latency);
     println!(
         "simulated RDS on {} (host key pinned: {}), injected latency {:?}",
@@ -153,14 +154,11 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         println!("\ndemo finished: every step answered as expected");
         Ok(())
     } else {
-        Err(format!(
-            "demo found unexpected answers:\n  {}",
-            demo.failures.join("\n  ")
-        ))
+        Err(CliError::DemoAnswers(demo.failures))
     }
 }
 
-async fn script(d: &mut Demo) -> Result<(), String> {
+async fn script(d: &mut Demo) -> Result<(), CliError> {
     let mut id = d.identity.clone();
     let mut ctl = d.controller.clone();
 
@@ -231,7 +229,9 @@ async fn script(d: &mut Demo) -> Result<(), String> {
         .await
         .and_then(|r| r.volume);
     let Some(volume) = created else {
-        return Err("CreateVolume failed; cannot continue the demo".into());
+        return Err(CliError::DemoStopped {
+            step: "CreateVolume",
+        });
     };
     println!(
         "    volume_id {} capacity {} bytes",

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::args::parse_duration;
+use crate::error::CliError;
 use crate::http::{self, Endpoints};
 use crate::shutdown;
 
@@ -66,14 +67,18 @@ pub struct GuardArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-pub async fn run(a: GuardArgs) -> Result<(), String> {
+pub async fn run(a: GuardArgs) -> Result<(), CliError> {
     if a.handoff_timeout.is_zero() {
-        return Err(
-            "--handoff-timeout must be more than 0 (0 would never protect a handoff)".into(),
-        );
+        return Err(CliError::ZeroFlag {
+            flag: "--handoff-timeout",
+            why: " (0 would never protect a handoff)",
+        });
     }
     if a.lookup_timeout.is_zero() {
-        return Err("--lookup-timeout must be more than 0".into());
+        return Err(CliError::ZeroFlag {
+            flag: "--lookup-timeout",
+            why: "",
+        });
     }
     let metrics = Metrics::new();
     let guard_metrics = GuardMetrics::register(&metrics);
@@ -89,8 +94,7 @@ pub async fn run(a: GuardArgs) -> Result<(), String> {
         read_timeout: a.lookup_timeout,
         write_timeout: a.lookup_timeout,
     })
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let cluster = Arc::new(KubeGuardCluster::new(client, a.lookup_timeout));
     let guard = Arc::new(Guard::new(
         cluster,
@@ -102,7 +106,11 @@ pub async fn run(a: GuardArgs) -> Result<(), String> {
     ));
     let listener = TcpListener::bind(&a.listen)
         .await
-        .map_err(|e| format!("cannot listen for the webhook on {}: {e}", a.listen))?;
+        .map_err(|source| CliError::Listen {
+            what: "the webhook",
+            addr: a.listen.clone(),
+            source,
+        })?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         handoff_timeout = ?a.handoff_timeout,
@@ -155,15 +163,18 @@ mod tests {
     async fn zero_limits_and_a_missing_certificate_refuse_the_start_saying_why() {
         let e = run(args(Duration::ZERO, Duration::from_secs(3)))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--handoff-timeout"), "{e}");
         let e = run(args(Duration::from_secs(60), Duration::ZERO))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--lookup-timeout"), "{e}");
         let e = run(args(Duration::from_secs(60), Duration::from_secs(3)))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/tls.crt"), "{e}");
     }
 }

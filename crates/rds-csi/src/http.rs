@@ -34,6 +34,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::error::CliError;
+
 /// A client must send its request headers within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A readiness check that takes longer than this is itself the answer: not ready.
@@ -88,7 +90,7 @@ pub async fn start(
     addr: &str,
     endpoints: Endpoints,
     shutdown: watch::Receiver<bool>,
-) -> Result<Option<HttpServer>, String> {
+) -> Result<Option<HttpServer>, CliError> {
     let addr = addr.trim();
     if addr.is_empty() {
         info!("metrics and health endpoint disabled (empty --metrics-address)");
@@ -97,10 +99,12 @@ pub async fn start(
     let bind = normalize(addr);
     let listener = TcpListener::bind(&bind)
         .await
-        .map_err(|e| format!("cannot listen for /metrics on {bind}: {e}"))?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the /metrics listener address: {e}"))?;
+        .map_err(|source| CliError::Listen {
+            what: "/metrics",
+            addr: bind.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(CliError::LocalAddr)?;
     info!(address = %local_addr, "serving /metrics, /healthz and /readyz");
     let endpoints = Arc::new(endpoints);
     let task = tokio::spawn(async move {
@@ -239,10 +243,13 @@ async fn readiness(eps: &Endpoints, detail: bool) -> Response<Full<Bytes>> {
 }
 
 /// `GET <base>/orphans` and prints the body. The whole exchange is bounded by `limit`.
-pub async fn print_orphans(base: &str, limit: Duration) -> Result<(), String> {
+pub async fn print_orphans(base: &str, limit: Duration) -> Result<(), CliError> {
     let body = tokio::time::timeout(limit, fetch(base, "/orphans"))
         .await
-        .map_err(|_| format!("no answer from {base} within {limit:?}"))??;
+        .map_err(|_| CliError::HttpTimeout {
+            base: base.to_string(),
+            limit,
+        })??;
     print!("{body}");
     Ok(())
 }
@@ -252,22 +259,24 @@ const MAX_ANSWER: usize = 16 << 20;
 
 /// One HTTP/1.1 `GET` on hyper's client (any body framing, chunked included), for the
 /// endpoint this file serves; plain `http://` only, as that endpoint is.
-async fn fetch(base: &str, path: &str) -> Result<String, String> {
+async fn fetch(base: &str, path: &str) -> Result<String, CliError> {
     use http_body_util::{BodyExt, Empty, Limited};
     let rest = base
         .trim_end_matches('/')
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{base:?}: only http:// URLs are supported"))?;
+        .ok_or_else(|| CliError::NotHttp {
+            base: base.to_string(),
+        })?;
     let (authority, prefix) = match rest.split_once('/') {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, String::new()),
     };
     let stream = tokio::net::TcpStream::connect(authority)
         .await
-        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        .map_err(|e| http_step(format!("connecting to {authority}"), e))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("connecting to {authority}: {e}"))?;
+        .map_err(|e| http_step(format!("connecting to {authority}"), e))?;
     // Drives the connection; it ends when the answer is read and `sender` is dropped.
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -277,26 +286,36 @@ async fn fetch(base: &str, path: &str) -> Result<String, String> {
     let request = Request::get(format!("{prefix}{path}"))
         .header(hyper::header::HOST, authority)
         .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("{base}{path}: {e}"))?;
+        .map_err(|e| http_step(format!("{base}{path}"), e))?;
     let answer = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("sending the request to {authority}: {e}"))?;
+        .map_err(|e| http_step(format!("sending the request to {authority}"), e))?;
     let status = answer.status();
     let body = Limited::new(answer.into_body(), MAX_ANSWER)
         .collect()
         .await
-        .map_err(|e| format!("reading the answer from {authority}: {e}"))?
+        .map_err(|e| http_step(format!("reading the answer from {authority}"), e))?
         .to_bytes();
     let body = String::from_utf8_lossy(&body).into_owned();
     if status != StatusCode::OK {
-        return Err(format!(
-            "{base}{path}: HTTP {}: {}",
-            status.as_u16(),
-            body.trim()
-        ));
+        return Err(CliError::HttpStatus {
+            url: format!("{base}{path}"),
+            status: status.as_u16(),
+            body: body.trim().to_string(),
+        });
     }
     Ok(body)
+}
+
+fn http_step(
+    step: String,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> CliError {
+    CliError::Http {
+        step,
+        source: source.into(),
+    }
 }
 
 /// Node readiness until the node service reports its own: the CSI socket exists, so kubelet
@@ -410,7 +429,7 @@ mod tests {
         assert!(start("", eps(), rx.clone()).await.unwrap().is_none());
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
-        let err = start(&addr, eps(), rx).await.err().unwrap();
+        let err = start(&addr, eps(), rx).await.err().unwrap().to_string();
         assert!(err.contains(&addr), "{err}");
     }
 
@@ -437,7 +456,7 @@ mod tests {
         };
         let server = start("127.0.0.1:0", eps, rx).await.unwrap().unwrap();
         let base = format!("http://{}", server.local_addr);
-        let err = fetch(&base, "/orphans").await.unwrap_err();
+        let err = fetch(&base, "/orphans").await.unwrap_err().to_string();
         assert!(err.contains("HTTP 404"), "{err}");
         assert!(err.contains("no orphan reconciler"), "{err}");
         assert_eq!(fetch(&base, "/healthz").await.unwrap(), "ok\n");

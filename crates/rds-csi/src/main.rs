@@ -4,6 +4,7 @@
 mod args;
 mod csi_cmd;
 mod demo;
+mod error;
 mod guard_cmd;
 mod http;
 mod logging;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{Cli, Command};
+use error::CliError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,34 +43,29 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(a) => run::controller(a, audit).await,
-            Command::Node(a) => run::node(a, audit).await,
-            Command::All(a) => run::all(a, audit).await,
+            Command::Controller(a) => run::controller(a, audit).await.map_err(CliError::Serve),
+            Command::Node(a) => run::node(a, audit).await.map_err(CliError::Serve),
+            Command::All(a) => run::all(a, audit).await.map_err(CliError::Serve),
             Command::Sim(a) => sim_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
-            Command::Csi(a) => {
-                return csi_cmd::run(&a.endpoint, a.timeout, a.command)
-                    .await
-                    .map_err(|e| (e.to_string(), ExitCode::from(e.exit_status())));
-            }
+            Command::Csi(a) => Ok(csi_cmd::run(&a.endpoint, a.timeout, a.command).await?),
             Command::Orphans(a) => http::print_orphans(&a.url, a.timeout).await,
             Command::HotplugGuard(a) => guard_cmd::run(a).await,
-            Command::Selftest(a) => selftest::run(a).await,
+            Command::Selftest(a) => selftest::run(a).await.map_err(CliError::Serve),
         }
-        .map_err(|e| (e, ExitCode::FAILURE))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err((e, status)) => {
+        Err(e) => {
             eprintln!("error: {e}");
-            status
+            e.exit_status()
         }
     }
 }
 
 /// The audit trail: the `--audit-log` file or stderr for the serving commands; the log for the
 /// others (their security events, such as a host-key mismatch, still show there).
-fn audit_trail(command: &Command) -> Result<driver::audit::Audit, String> {
+fn audit_trail(command: &Command) -> Result<driver::audit::Audit, CliError> {
     let serve = match command {
         Command::Controller(a) => &a.serve,
         Command::Node(a) => &a.serve,
@@ -76,7 +73,7 @@ fn audit_trail(command: &Command) -> Result<driver::audit::Audit, String> {
         _ => return Ok(driver::audit::Audit::default()),
     };
     let sink = match &serve.audit_log {
-        Some(path) => driver::audit::file_sink(path).map_err(|e| e.to_string())?,
+        Some(path) => driver::audit::file_sink(path)?,
         None => driver::audit::stderr_sink(),
     };
     Ok(driver::audit::Audit::new(sink))

@@ -7,14 +7,14 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::args::SimArgs;
+use crate::error::CliError;
 
-pub async fn run(a: SimArgs) -> Result<(), String> {
-    let keys = std::fs::read_to_string(&a.authorized_keys).map_err(|e| {
-        format!(
-            "reading authorized keys {}: {e}",
-            a.authorized_keys.display()
-        )
-    })?;
+pub async fn run(a: SimArgs) -> Result<(), CliError> {
+    let keys =
+        std::fs::read_to_string(&a.authorized_keys).map_err(|source| CliError::AuthorizedKeys {
+            path: a.authorized_keys.clone(),
+            source,
+        })?;
     let authorized_keys: Vec<String> = keys
         .lines()
         .map(str::trim)
@@ -22,10 +22,9 @@ pub async fn run(a: SimArgs) -> Result<(), String> {
         .map(String::from)
         .collect();
     if authorized_keys.is_empty() {
-        return Err(format!(
-            "{} holds no public keys: nobody could log in",
-            a.authorized_keys.display()
-        ));
+        return Err(CliError::NoAuthorizedKeys {
+            path: a.authorized_keys.clone(),
+        });
     }
     let capacity_bytes = a.capacity;
     let storage = match &a.storage_dir {
@@ -42,13 +41,11 @@ pub async fn run(a: SimArgs) -> Result<(), String> {
     if a.nvmet {
         let mut n = rds_sim::NvmetConfig::new(a.nvmet_address);
         n.configfs = a.nvmet_configfs.clone();
-        let exporter = rds_sim::NvmetExporter::new(n).map_err(|e| format!("--nvmet: {e}"))?;
+        let exporter = rds_sim::NvmetExporter::new(n).map_err(CliError::Nvmet)?;
         cfg.exporter = std::sync::Arc::new(exporter);
         info!(address = %a.nvmet_address, "exporting disks through the Linux NVMe target");
     }
-    let sim = rds_sim::Sim::start(cfg)
-        .await
-        .map_err(|e| format!("starting the simulator: {e}"))?;
+    let sim = rds_sim::Sim::start(cfg).await.map_err(CliError::SimStart)?;
     info!(listen = %sim.addr(), fingerprint = %sim.host_key_fingerprint(), "RouterOS simulator listening");
     println!("rds-sim listening on {}", sim.addr());
     println!("host key: {}", sim.host_key_openssh());

@@ -13,7 +13,7 @@ use crate::error::ValueError;
 /// Longest slot RouterOS is asked to store; keeps command lines and metric labels bounded.
 const SLOT_MAX: usize = 64;
 /// NVMe base specification limit for an NQN.
-const NQN_MAX: usize = 223;
+const NQN_MAX: usize = nqn::MAX_NQN_LEN;
 /// Linux `PATH_MAX`; anything longer cannot be a real file on the RDS.
 const PATH_MAX: usize = 4096;
 /// Linux `NAME_MAX` for one path component.
@@ -46,15 +46,17 @@ fn is_component_char(c: char) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Slot(String);
 
-/// An NVMe Qualified Name, `nqn.yyyy-mm.reverse.domain:suffix`, at most 223 bytes.
+/// A target NQN the driver exports, `nqn.yyyy-mm.reverse.domain:name`, at most 223 bytes: the
+/// shared [`nqn::Nqn`] narrowed to a lower-case name without `:`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Nqn(String);
+pub struct Nqn(nqn::Nqn);
 
-/// A host (initiator) NQN for `nvme-tcp-server-allow-host-name`. Wider than [`Nqn`] because
-/// host NQNs are usually `nqn.2014-08.org.nvmexpress:uuid:<uuid>`: the name may hold `:` and
-/// upper-case letters. Still nothing RouterOS treats specially (no quote, `$`, `\\`, space).
+/// A host (initiator) NQN for `nvme-tcp-server-allow-host-name`: the shared [`nqn::Nqn`]
+/// unchanged. Wider than [`Nqn`] because host NQNs are usually
+/// `nqn.2014-08.org.nvmexpress:uuid:<uuid>`: the name may hold `:` and upper-case letters.
+/// Still nothing RouterOS treats specially (no quote, `$`, `\\`, space).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HostNqn(String);
+pub struct HostNqn(nqn::Nqn);
 
 /// An absolute, clean path on the RDS (`/storage-pool/metal-csi/pvc-….img`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,117 +105,119 @@ impl Slot {
     }
 }
 
+/// Shape hint for target NQNs, which the driver names itself.
+const TARGET_SHAPE: &str = "expected nqn.YYYY-MM.reverse.domain:name in lowercase, e.g. \
+                            nqn.2000-02.com.mikrotik:pvc-1234";
+/// Shape hint for host NQNs, which the node's NVMe host identity names.
+const HOST_SHAPE: &str = "expected nqn.YYYY-MM.reverse.domain:name, e.g. \
+                          nqn.2014-08.org.nvmexpress:uuid:<uuid>";
+
+/// The reason for a refused NQN, in this crate's wording. Problems with the `nqn.` prefix, date
+/// and domain cite the target shape for both kinds (the domain rules are the same); `name_shape`
+/// is cited for the ones about the `:` and the name. A bad name character is the caller's to
+/// word, as its rule differs.
+fn nqn_reason(problem: nqn::Problem, name_shape: &str) -> String {
+    use nqn::Problem as P;
+    match problem {
+        P::Empty => "must not be empty".to_string(),
+        P::TooLong(n) => format!("is {n} bytes long; NVMe allows at most {NQN_MAX}"),
+        P::NoPrefix => format!("must start with \"nqn.\"; {TARGET_SHAPE}"),
+        P::BadDate => {
+            format!("needs a YYYY-MM date and '.' after \"nqn.\"; {TARGET_SHAPE}")
+        }
+        P::NoColon => format!("needs ':' between domain and name; {name_shape}"),
+        P::EmptyDomain => format!("domain part is empty; {TARGET_SHAPE}"),
+        P::DomainChar(c) => {
+            format!("domain contains {c:?}; use lowercase letters, digits, '.' and '-'")
+        }
+        P::EmptyName => format!("name after ':' is empty; {name_shape}"),
+        P::NameChar(c) => format!("name contains {c:?}"),
+    }
+}
+
+fn is_target_name_char(c: char) -> bool {
+    nqn::is_domain_char(c) || c == '_'
+}
+
 impl Nqn {
+    /// A target NQN: the general NVMe rules of [`nqn::Nqn`], and a name of lower-case letters,
+    /// digits, `.`, `_` and `-` only, as every NQN the driver exports is written into RouterOS
+    /// commands and must match the slot it was made from.
     pub fn new(s: &str) -> Result<Self, ValueError> {
         const WHAT: &str = "NVMe qualified name";
-        const SHAPE: &str = "expected nqn.YYYY-MM.reverse.domain:name in lowercase, e.g. \
-                             nqn.2000-02.com.mikrotik:pvc-1234";
-        if s.is_empty() {
-            return Err(refuse(WHAT, s, "must not be empty"));
-        }
-        if s.len() > NQN_MAX {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("is {} bytes long; NVMe allows at most {NQN_MAX}", s.len()),
-            ));
-        }
-        let Some(rest) = s.strip_prefix("nqn.") else {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("must start with \"nqn.\"; {SHAPE}"),
-            ));
+        let strict_name = |name: &str| {
+            first_bad_char(name, is_target_name_char).map(|c| {
+                refuse(
+                    WHAT,
+                    s,
+                    format!("name contains {c:?}; use lowercase letters, digits, '.', '_' and '-'"),
+                )
+            })
         };
-        let b = rest.as_bytes();
-        let date_ok = b.len() >= 8
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[4] == b'-'
-            && b[5..7].iter().all(u8::is_ascii_digit)
-            && b[7] == b'.';
-        if !date_ok {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("needs a YYYY-MM date and '.' after \"nqn.\"; {SHAPE}"),
-            ));
-        }
-        // `rest` is ASCII up to index 8 (checked above), so slicing there is on a boundary.
-        let after_date = &rest[8..];
-        let Some((domain, name)) = after_date.split_once(':') else {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("needs ':' between domain and name; {SHAPE}"),
-            ));
+        let general = match nqn::Nqn::new(s) {
+            Ok(n) => n,
+            Err(e) => {
+                if let nqn::Problem::NameChar(_) = e.problem {
+                    let name = s.split_once(':').map_or("", |(_, name)| name);
+                    if let Some(err) = strict_name(name) {
+                        return Err(err);
+                    }
+                }
+                return Err(refuse(WHAT, s, nqn_reason(e.problem, TARGET_SHAPE)));
+            }
         };
-        let domain_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
-        if domain.is_empty() {
-            return Err(refuse(WHAT, s, format!("domain part is empty; {SHAPE}")));
+        if let Some(err) = strict_name(general.name()) {
+            return Err(err);
         }
-        if let Some(c) = first_bad_char(domain, domain_char) {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("domain contains {c:?}; use lowercase letters, digits, '.' and '-'"),
-            ));
-        }
-        if name.is_empty() {
-            return Err(refuse(WHAT, s, format!("name after ':' is empty; {SHAPE}")));
-        }
-        if let Some(c) = first_bad_char(name, |c| domain_char(c) || c == '_') {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("name contains {c:?}; use lowercase letters, digits, '.', '_' and '-'"),
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        Ok(Self(general))
     }
     pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+    /// The same name as the general NQN type, for the node side.
+    pub fn as_nqn(&self) -> &nqn::Nqn {
         &self.0
     }
 }
 
+impl From<Nqn> for nqn::Nqn {
+    fn from(n: Nqn) -> nqn::Nqn {
+        n.0
+    }
+}
+
 impl HostNqn {
+    /// A host NQN: exactly the general NVMe rules of [`nqn::Nqn`].
     pub fn new(s: &str) -> Result<Self, ValueError> {
         const WHAT: &str = "host NQN";
-        const SHAPE: &str = "expected nqn.YYYY-MM.reverse.domain:name, e.g. \
-                             nqn.2014-08.org.nvmexpress:uuid:<uuid>";
-        if s.len() > NQN_MAX {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("is {} bytes long; NVMe allows at most {NQN_MAX}", s.len()),
-            ));
-        }
-        // The domain part follows the same rules as a target NQN; reuse that check on the
-        // prefix so the two can never drift apart.
-        let Some((prefix, name)) = s.split_once(':') else {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("needs ':' between domain and name; {SHAPE}"),
-            ));
-        };
-        Nqn::new(&format!("{prefix}:x")).map_err(|e| refuse(WHAT, s, e.reason))?;
-        if name.is_empty() {
-            return Err(refuse(WHAT, s, format!("name after ':' is empty; {SHAPE}")));
-        }
-        if let Some(c) = first_bad_char(name, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')
-        }) {
-            return Err(refuse(
-                WHAT,
-                s,
-                format!("name contains {c:?}; use letters, digits, '.', '_', '-' and ':'"),
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        nqn::Nqn::new(s).map(Self).map_err(|e| {
+            let reason = match e.problem {
+                nqn::Problem::NameChar(c) => {
+                    format!("name contains {c:?}; use letters, digits, '.', '_', '-' and ':'")
+                }
+                p => nqn_reason(p, HOST_SHAPE),
+            };
+            refuse(WHAT, s, reason)
+        })
     }
     pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+    pub fn as_nqn(&self) -> &nqn::Nqn {
         &self.0
+    }
+}
+
+/// Every valid NQN is a valid host NQN: the rules are the same, so no second check.
+impl From<nqn::Nqn> for HostNqn {
+    fn from(n: nqn::Nqn) -> HostNqn {
+        HostNqn(n)
+    }
+}
+
+impl From<HostNqn> for nqn::Nqn {
+    fn from(n: HostNqn) -> nqn::Nqn {
+        n.0
     }
 }
 
@@ -384,7 +388,7 @@ macro_rules! text_value {
     ($t:ty) => {
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
         impl FromStr for $t {
@@ -395,7 +399,7 @@ macro_rules! text_value {
         }
         impl AsRef<str> for $t {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
     };

@@ -10,6 +10,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
+use super::error::GuardError;
+
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
 
@@ -121,16 +123,16 @@ pub fn decode(body: &[u8]) -> Result<Request, Invalid> {
 
 impl Request {
     /// The pod being deleted, if this is the deletion of a pod and the object decodes.
-    pub fn deleted_pod(&self) -> Result<Option<Pod>, String> {
+    pub fn deleted_pod(&self) -> Result<Option<Pod>, GuardError> {
         if self.operation != "DELETE" || self.kind != "Pod" || !self.sub_resource.is_empty() {
             return Ok(None);
         }
         let Some(obj) = &self.old_object else {
-            return Err("DELETE review carries no oldObject".into());
+            return Err(GuardError::NoOldObject);
         };
         serde_json::from_value(obj.clone())
             .map(Some)
-            .map_err(|e| format!("oldObject is not a Pod: {e}"))
+            .map_err(GuardError::NotAPod)
     }
 }
 
@@ -304,23 +306,23 @@ mod tests {
             "object": {"metadata": {"name": "x"}}}),
         ))
         .unwrap();
-        assert_eq!(r.deleted_pod(), Ok(None));
+        assert!(matches!(r.deleted_pod(), Ok(None)));
         let r = decode(&review(
             json!({"uid": "u", "operation": "DELETE", "kind": {"kind": "Pod"},
             "subResource": "status", "oldObject": {}}),
         ))
         .unwrap();
-        assert_eq!(r.deleted_pod(), Ok(None));
+        assert!(matches!(r.deleted_pod(), Ok(None)));
         let r = decode(&review(
             json!({"uid": "u", "operation": "DELETE", "kind": {"kind": "Pod"}}),
         ))
         .unwrap();
-        assert!(r.deleted_pod().is_err());
+        assert!(matches!(r.deleted_pod(), Err(GuardError::NoOldObject)));
         let r = decode(&review(
             json!({"uid": "u", "operation": "DELETE", "kind": {"kind": "Pod"},
             "oldObject": {"metadata": "not a map"}}),
         ))
         .unwrap();
-        assert!(r.deleted_pod().is_err());
+        assert!(matches!(r.deleted_pod(), Err(GuardError::NotAPod(_))));
     }
 }

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
+use super::error::GuardError;
 use super::objects::{
     APP_LABEL, AttachmentPod, HOTPLUG_DISK, Launcher, VMI_API_VERSION, VMI_KIND, Vmi,
 };
@@ -28,7 +29,7 @@ const PAGE: u32 = 200;
 #[async_trait::async_trait]
 pub trait GuardCluster: Send + Sync + 'static {
     /// The launcher, VMI and sibling attachment pods of `pod`. `Err` says which read failed.
-    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, String>;
+    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, GuardError>;
     /// Posts a Warning event on `vmi`; failures are logged by the implementation, never
     /// returned (an event must not change the decision).
     async fn warn_vmi(&self, vmi: &Vmi, reason: &str, message: &str);
@@ -56,18 +57,18 @@ impl KubeGuardCluster {
         &self,
         what: &str,
         request: impl Future<Output = Result<T, ::kube::Error>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, GuardError> {
         match tokio::time::timeout(self.timeout, request).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{what}: {e}")),
-            Err(_) => Err(format!(
-                "{what}: no answer from the API server within {:?}",
-                self.timeout
-            )),
+            Ok(Err(e)) => Err(GuardError::lookup(what, e)),
+            Err(_) => Err(GuardError::ApiTimeout {
+                what: what.to_string(),
+                limit: self.timeout,
+            }),
         }
     }
 
-    async fn siblings(&self, pod: &AttachmentPod) -> Result<Vec<AttachmentPod>, String> {
+    async fn siblings(&self, pod: &AttachmentPod) -> Result<Vec<AttachmentPod>, GuardError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let what = format!("listing attachment pods in namespace {}", pod.namespace);
         let mut params = ListParams::default()
@@ -92,7 +93,7 @@ impl KubeGuardCluster {
 
 #[async_trait::async_trait]
 impl GuardCluster for KubeGuardCluster {
-    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, String> {
+    async fn observe(&self, pod: &AttachmentPod) -> Result<Observed, GuardError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
         let what = format!(
             "reading virt-launcher pod {}/{}",
@@ -122,8 +123,8 @@ impl GuardCluster for KubeGuardCluster {
         let vmi = match self.bounded(&what, vmis.get_opt(&vmi_name)).await? {
             None => None,
             Some(obj) => {
-                let json = serde_json::to_value(&obj).map_err(|e| format!("{what}: {e}"))?;
-                let vmi = Vmi::from_json(json).map_err(|e| format!("{what}: {e}"))?;
+                let json = serde_json::to_value(&obj).map_err(|e| GuardError::lookup(&what, e))?;
+                let vmi = Vmi::from_json(json).map_err(|e| GuardError::lookup(&what, e))?;
                 vmi_uid
                     .as_ref()
                     .is_none_or(|uid| *uid == vmi.uid)

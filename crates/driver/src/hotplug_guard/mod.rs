@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod cluster;
+pub mod error;
 pub mod metrics;
 pub mod objects;
 pub mod rules;
@@ -28,6 +29,7 @@ use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
 pub use cluster::{GuardCluster, KubeGuardCluster};
+pub use error::GuardError;
 pub use metrics::GuardMetrics;
 use objects::AttachmentPod;
 use rules::{Decision, Reason};

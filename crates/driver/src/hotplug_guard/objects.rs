@@ -15,6 +15,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 
+use super::error::GuardError;
+
 /// Label key KubeVirt puts on every pod it creates.
 pub const APP_LABEL: &str = "kubevirt.io";
 /// [`APP_LABEL`] value of a hotplug attachment pod.
@@ -229,9 +231,8 @@ struct RawHotplug {
 impl Vmi {
     /// Decodes a VMI as the API returns it. Errors only when the JSON does not have the
     /// object shape at all (a field of the wrong type); missing fields are empty.
-    pub fn from_json(value: serde_json::Value) -> Result<Vmi, String> {
-        let raw: RawVmi = serde_json::from_value(value)
-            .map_err(|e| format!("VirtualMachineInstance has an unexpected shape: {e}"))?;
+    pub fn from_json(value: serde_json::Value) -> Result<Vmi, GuardError> {
+        let raw: RawVmi = serde_json::from_value(value).map_err(GuardError::VmiShape)?;
         Ok(Vmi {
             name: raw.metadata.name,
             namespace: raw.metadata.namespace,

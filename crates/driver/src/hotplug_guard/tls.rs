@@ -20,6 +20,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
+use super::error::GuardError;
 use super::metrics::GuardMetrics;
 
 /// After a failed reload, wait this long before reading the files again, so a broken pair does
@@ -56,7 +57,11 @@ impl fmt::Debug for ReloadingCert {
 impl ReloadingCert {
     /// Loads the pair once; an error here stops the start (a guard without a certificate is
     /// useless, and failurePolicy Ignore keeps the cluster working meanwhile).
-    pub fn new(cert: &Path, key: &Path, metrics: GuardMetrics) -> Result<ReloadingCert, String> {
+    pub fn new(
+        cert: &Path,
+        key: &Path,
+        metrics: GuardMetrics,
+    ) -> Result<ReloadingCert, GuardError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamp = stamp(cert, key);
         let loaded = load(cert, key, &provider)?;
@@ -100,10 +105,10 @@ impl ReloadingCert {
     }
 
     /// A rustls server config (HTTP/1.1 only) that asks this resolver on every handshake.
-    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, String> {
+    pub fn server_config(self: &Arc<Self>) -> Result<ServerConfig, GuardError> {
         let mut config = ServerConfig::builder_with_provider(Arc::clone(&self.provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
+            .map_err(GuardError::TlsConfig)?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -126,26 +131,40 @@ fn stamp(cert: &Path, key: &Path) -> Stamp {
 }
 
 /// Parses the pair and checks that the key is the certificate's.
-fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, GuardError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("reading certificate {}: {e}", cert.display()))?
+        .map_err(|source| GuardError::ReadCert {
+            path: cert.to_path_buf(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("parsing certificate {}: {e}", cert.display()))?;
+        .map_err(|source| GuardError::ParseCert {
+            path: cert.to_path_buf(),
+            source,
+        })?;
     if chain.is_empty() {
-        return Err(format!("{} holds no certificate", cert.display()));
+        return Err(GuardError::NoCert {
+            path: cert.to_path_buf(),
+        });
     }
-    let private = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("reading private key {}: {e}", key.display()))?;
-    let certified = CertifiedKey::from_der(chain, private, provider)
-        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
-    // from_der accepts a key whose public half it cannot extract; insist on a proven match.
-    certified.keys_match().map_err(|e| {
-        format!(
-            "{} does not belong to {}: {e}",
-            key.display(),
-            cert.display()
-        )
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|source| GuardError::ReadKey {
+        path: key.to_path_buf(),
+        source,
     })?;
+    let pair = |source| GuardError::Pair {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        source,
+    };
+    let certified = CertifiedKey::from_der(chain, private, provider).map_err(pair)?;
+    // from_der accepts a key whose public half it cannot extract; insist on a proven match.
+    certified
+        .keys_match()
+        .map_err(|source| GuardError::KeyMismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            source,
+        })?;
     Ok(certified)
 }
 
@@ -202,13 +221,17 @@ mod tests {
         let (_, k2, _) = pair("two.example");
         std::fs::write(&cp, &c1).unwrap();
         std::fs::write(&kp, &k2).unwrap();
-        let e = ReloadingCert::new(&cp, &kp, GuardMetrics::default()).unwrap_err();
+        let e = ReloadingCert::new(&cp, &kp, GuardMetrics::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tls.key"), "{e}");
         let e = ReloadingCert::new(&dir.path().join("nope.crt"), &kp, GuardMetrics::default())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope.crt"), "{e}");
         std::fs::write(&cp, "").unwrap();
         let e = ReloadingCert::new(&cp, &kp, GuardMetrics::default()).unwrap_err();
-        assert!(e.contains("no certificate"), "{e}");
+        assert!(matches!(e, GuardError::NoCert { .. }), "{e}");
+        assert!(e.to_string().contains("no certificate"), "{e}");
     }
 }

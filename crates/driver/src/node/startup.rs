@@ -88,7 +88,7 @@ impl Inner {
             }
             let result = match Nqn::new(nqn.clone()) {
                 Ok(n) => self.initiator.disconnect(&n).await,
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
             match result {
                 Ok(_) => {

@@ -21,6 +21,8 @@ use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolum
 use csi::v1::*;
 use tonic::transport::Channel;
 
+use crate::error::{CliError, SizeProblem};
+
 /// One subcommand per CSI RPC of the Identity, Controller and Node services, grouped by
 /// service in the modules below (the command line is flat: `rds-csi csi probe`).
 #[derive(Debug, Subcommand)]
@@ -235,16 +237,20 @@ fn code_name(code: tonic::Code) -> &'static str {
 /// Parses `10Gi`, `512Mi`, `1Ti` (binary), `1G`, `500M` (decimal), or a
 /// plain byte count. Kubernetes quantity spelling, because that is what
 /// operators copy from PVCs.
-pub fn parse_size(s: &str) -> Result<i64, String> {
+pub fn parse_size(s: &str) -> Result<i64, CliError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
+    let refuse = |problem| CliError::Size {
+        input: s.to_string(),
+        problem,
+    };
     if digits.is_empty() {
-        return Err(format!("invalid size {s:?}: expected a number like 10Gi"));
+        return Err(refuse(SizeProblem::NoNumber));
     }
     let n: i64 = digits
         .parse()
-        .map_err(|_| format!("invalid size {s:?}: number too large"))?;
+        .map_err(|_| refuse(SizeProblem::NumberTooLarge))?;
     let mult: i64 = match unit {
         "" | "B" => 1,
         "k" | "K" => 1_000,
@@ -257,26 +263,24 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
         "Gi" => 1 << 30,
         "Ti" => 1 << 40,
         "Pi" => 1 << 50,
-        other => {
-            return Err(format!(
-                "invalid size {s:?}: unknown unit {other:?} (use Ki, Mi, Gi, Ti, Pi, k, M, G, T, P or none)"
-            ));
-        }
+        other => return Err(refuse(SizeProblem::UnknownUnit(other.to_string()))),
     };
     let bytes = n
         .checked_mul(mult)
-        .ok_or_else(|| format!("invalid size {s:?}: too large"))?;
+        .ok_or_else(|| refuse(SizeProblem::TooLarge))?;
     if bytes == 0 {
-        return Err(format!("invalid size {s:?}: must be greater than zero"));
+        return Err(refuse(SizeProblem::Zero));
     }
     Ok(bytes)
 }
 
 /// Parses `key=value` (the value may itself contain `=`).
-pub fn parse_kv(s: &str) -> Result<(String, String), String> {
+pub fn parse_kv(s: &str) -> Result<(String, String), CliError> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected key=value, got {s:?}")),
+        _ => Err(CliError::KeyValue {
+            input: s.to_string(),
+        }),
     }
 }
 
@@ -328,31 +332,46 @@ mod tests {
 
     #[test]
     fn sizes_accept_binary_decimal_and_plain_bytes() {
-        assert_eq!(parse_size("10Gi"), Ok(10 * 1024 * 1024 * 1024));
-        assert_eq!(parse_size("512Mi"), Ok(512 * 1024 * 1024));
-        assert_eq!(parse_size("1Ti"), Ok(1 << 40));
-        assert_eq!(parse_size("1G"), Ok(1_000_000_000));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size(" 2k "), Ok(2000));
+        assert_eq!(parse_size("10Gi").unwrap(), 10 * 1024 * 1024 * 1024);
+        assert_eq!(parse_size("512Mi").unwrap(), 512 * 1024 * 1024);
+        assert_eq!(parse_size("1Ti").unwrap(), 1 << 40);
+        assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size(" 2k ").unwrap(), 2000);
     }
 
     #[test]
     fn sizes_reject_garbage_zero_and_overflow() {
         assert!(parse_size("").is_err());
         assert!(parse_size("Gi").is_err());
-        assert!(parse_size("10GB").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("10GB")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse_size("-1Gi").is_err());
         assert!(parse_size("1.5Gi").is_err());
-        assert!(parse_size("0").unwrap_err().contains("greater than zero"));
-        assert!(parse_size("9000000Pi").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("0")
+                .unwrap_err()
+                .to_string()
+                .contains("greater than zero")
+        );
+        assert!(
+            parse_size("9000000Pi")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
         assert!(parse_size("99999999999999999999").is_err());
     }
 
     #[test]
     fn params_split_on_the_first_equals_sign() {
-        assert_eq!(parse_kv("fs=ext4"), Ok(("fs".into(), "ext4".into())));
-        assert_eq!(parse_kv("opts=a=b"), Ok(("opts".into(), "a=b".into())));
-        assert_eq!(parse_kv("empty="), Ok(("empty".into(), String::new())));
+        assert_eq!(parse_kv("fs=ext4").unwrap(), ("fs".into(), "ext4".into()));
+        assert_eq!(parse_kv("opts=a=b").unwrap(), ("opts".into(), "a=b".into()));
+        assert_eq!(parse_kv("empty=").unwrap(), ("empty".into(), String::new()));
         assert!(parse_kv("novalue").is_err());
         assert!(parse_kv("=v").is_err());
     }
