@@ -506,6 +506,19 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
     let cluster = KubeCluster::new(identity.clone(), driver.clone()).with_events(recorder);
     let mut failed = Vec::new();
 
+    if !as_controller {
+        // The node plugin reads its Node once at start for the kubelet version (get).
+        if let Err(e) = driver::kube::kubelet_version(
+            identity.clone(),
+            "n1",
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        {
+            failed.push(format!("kubelet_version: {e}"));
+        }
+    }
+
     if as_controller {
         match cluster.pv_by_handle(&handle).await {
             Ok(Some(info)) => {
@@ -701,6 +714,43 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
         failed.push("Node watch: a deleted node kept its fence".into());
     }
     watch.abort();
+
+    // The VolumeAttachment watch (list + watch) finishes one stuck in deletion for the node
+    // just deleted: read afresh (get), the attacher's finalizer taken off (patch).
+    let stuck = unique("csi");
+    let finalizer = format!("external-attacher/{}", driver.replace('.', "-"));
+    create_va(&env.admin, &stuck, driver, &node, &late_pv, &[&finalizer]).await;
+    let vas = Api::<k8s_openapi::api::storage::v1::VolumeAttachment>::all(env.admin.clone());
+    let va_watch = driver::kube::watch_volume_attachments(
+        env.controller.clone(),
+        driver.to_string(),
+        manager.clone(),
+        std::time::Duration::from_secs(15),
+        std::time::Duration::ZERO,
+    );
+    vas.delete(&stuck, &DeleteParams::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut gone = false;
+    while !gone && std::time::Instant::now() < deadline {
+        gone = matches!(vas.get_opt(&stuck).await, Ok(None));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if !gone {
+        failed.push(
+            "VolumeAttachment watch: one stuck in deletion for a deleted node was not finished"
+                .into(),
+        );
+        // Let the API server delete it whatever happened, so later runs start clean.
+        let clear = serde_json::json!({"metadata": {"finalizers": null}});
+        let _ = vas
+            .patch(
+                &stuck,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&clear),
+            )
+            .await;
+    }
+    va_watch.abort();
     failed
 }
 

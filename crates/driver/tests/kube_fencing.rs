@@ -644,6 +644,89 @@ async fn a_volume_attachment_stuck_for_a_deleted_node_is_finished() {
     }
 }
 
+/// The VolumeAttachment watch finishes a VolumeAttachment that was already in deletion when
+/// its Node went away (the order a dead node's VolumeAttachments usually take), without any
+/// reconciler pass, and leaves one whose Node still exists alone.
+#[tokio::test]
+async fn a_volume_attachment_whose_node_goes_away_while_it_is_deleting_is_finished_by_the_watch() {
+    use k8s_openapi::api::storage::v1::VolumeAttachment;
+    let _shared = API_SERVER.read().await;
+    let Some(fx) = fixture(
+        "a_volume_attachment_whose_node_goes_away_while_it_is_deleting_is_finished_by_the_watch",
+    )
+    .await
+    else {
+        return;
+    };
+    let (gone, alive) = (unique("node"), unique("node"));
+    create_node(&fx.env.admin, &gone, &[]).await;
+    create_node(&fx.env.admin, &alive, &[]).await;
+    let (v, w) = (fx.volume().await, fx.volume().await);
+    let m = Arc::new(fx.controller().await);
+    m.publish(&fx.publish(&v, &gone)).await.unwrap();
+    m.publish(&fx.publish(&w, &alive)).await.unwrap();
+    let finalizer = format!("external-attacher/{}", fx.driver.replace('.', "-"));
+    let (va_gone, va_alive) = (unique("csi"), unique("csi"));
+    create_va(
+        &fx.env.admin,
+        &va_gone,
+        &fx.driver,
+        &gone,
+        &v.pv,
+        &[&finalizer],
+    )
+    .await;
+    create_va(
+        &fx.env.admin,
+        &va_alive,
+        &fx.driver,
+        &alive,
+        &w.pv,
+        &[&finalizer],
+    )
+    .await;
+    let watch = driver::kube::watch_volume_attachments(
+        fx.env.controller.clone(),
+        fx.driver.clone(),
+        m.clone(),
+        std::time::Duration::from_secs(15),
+        std::time::Duration::ZERO,
+    );
+    let vas: Api<VolumeAttachment> = Api::all(fx.env.admin.clone());
+    for va in [&va_gone, &va_alive] {
+        vas.delete(va, &Default::default()).await.unwrap();
+    }
+    // Both are checked at once (no grace) while both nodes exist: nothing may happen.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(vas.get_opt(&va_gone).await.unwrap().is_some());
+    assert_eq!(m.attached_nodes(&v.id), std::slice::from_ref(&gone));
+    delete_node(&fx.env.admin, &gone).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while vas.get_opt(&va_gone).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch did not finish {va_gone} within 30 s of its node's deletion"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(m.attached_nodes(&v.id).is_empty());
+    assert!(fx.recorded_nodes(&v).await.is_empty());
+    let finalizers = |va: VolumeAttachment| va.metadata.finalizers.unwrap_or_default();
+    assert_eq!(finalizers(vas.get(&va_alive).await.unwrap()), [finalizer]);
+    assert_eq!(m.attached_nodes(&w.id), [alive]);
+    watch.abort();
+
+    let clear = serde_json::json!({"metadata": {"finalizers": null}});
+    vas.patch(
+        &va_alive,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&clear),
+    )
+    .await
+    .unwrap();
+}
+
 fn apiserver(scripts: &Path, state: &Path, action: &str) {
     let status = std::process::Command::new(scripts.join("apiserver.sh"))
         .arg(state)

@@ -445,10 +445,22 @@ async fn start_fencing(
     if let Some(grouper) = vmi_grouper(k, pods, cluster) {
         manager = manager.with_serializer(grouper);
     }
-    // The Node watch acts only while the manager is ready (rebuilt, and leading with HA).
+    // The Node and VolumeAttachment watches act only while the manager is ready (rebuilt, and
+    // leading with HA).
     let watch = |m: &Arc<AttachmentManager>| {
         if let Some(client) = nodes {
-            drop(driver::kube::watch_nodes(client, m.clone(), k.kube_timeout));
+            drop(driver::kube::watch_nodes(
+                client.clone(),
+                m.clone(),
+                k.kube_timeout,
+            ));
+            drop(driver::kube::watch_volume_attachments(
+                client,
+                s.driver_name.clone(),
+                m.clone(),
+                k.kube_timeout,
+                driver::kube::VA_FINISH_GRACE,
+            ));
         }
     };
     if let Some(gate) = ha {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::cluster::{EventKind, NodeState};
+use super::cluster::{EventKind, NodeState, VolumeAttachmentInfo};
 use super::manager::AttachmentManager;
 use super::state::EventTarget;
 use super::stats::bump;
@@ -273,6 +273,23 @@ impl AttachmentManager {
         }
     }
 
+    /// The VolumeAttachment watch's entry point (`crate::kube::watch_volume_attachments`):
+    /// finishes `va` as the periodic pass would, if it is in deletion and its Node is gone.
+    /// Acts only while this replica decides attachments (rebuilt, and the leader with HA), as
+    /// the Node watch does; the Node is read afresh and the VolumeAttachment re-read before
+    /// its finalizer is taken off.
+    pub async fn finish_deleting_volume_attachment(&self, va: &VolumeAttachmentInfo) -> bool {
+        if va.deleting_for_secs.is_none()
+            || !self.is_ready()
+            || self.leader.as_ref().is_some_and(|g| g.refusal().is_some())
+        {
+            return false;
+        }
+        let mut nodes = HashMap::new();
+        let mut report = ReconcileReport::default();
+        self.finish_if_node_gone(va, &mut nodes, &mut report).await
+    }
+
     /// Finishes a VolumeAttachment stuck in deletion whose Node object is gone: the node's
     /// attachment of the volume is released here (as ControllerUnpublish would) and the
     /// external-attacher's finalizer taken off, so Kubernetes deletes the VA and the volume
@@ -281,7 +298,7 @@ impl AttachmentManager {
     /// Any API error leaves the VA as it is (reported as stuck; the next pass tries again).
     async fn finish_if_node_gone(
         &self,
-        va: &super::cluster::VolumeAttachmentInfo,
+        va: &VolumeAttachmentInfo,
         nodes: &mut HashMap<String, Option<NodeState>>,
         report: &mut ReconcileReport,
     ) -> bool {

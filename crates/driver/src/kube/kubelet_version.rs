@@ -12,6 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
+use crate::fencing::cluster::ClusterError;
 use crate::kube::api_errors::bounded;
 
 /// Kubernetes 1.26 is the first release whose kubelet dials CSI sockets with authority
@@ -50,28 +51,35 @@ pub fn incompatibility(version: &str) -> Option<String> {
     })
 }
 
+/// The kubelet version the Node `node_name` reports: `None` when there is no such Node or it
+/// reports none yet.
+pub async fn kubelet_version(
+    client: kube::Client,
+    node_name: &str,
+    timeout: Duration,
+) -> Result<Option<String>, ClusterError> {
+    let api: Api<Node> = Api::all(client);
+    let what = format!("reading Node {node_name}");
+    let node = bounded(&what, timeout, api.get_opt(node_name)).await?;
+    Ok(node
+        .and_then(|n| n.status)
+        .and_then(|s| s.node_info)
+        .map(|i| i.kubelet_version))
+}
+
 /// Reads this node's kubelet version and logs one ERROR when it is too old. Failures to read
 /// are logged at debug only: the check is advice, and the node plugin works without it.
 pub async fn check_kubelet_version(client: kube::Client, node_name: String, timeout: Duration) {
-    let api: Api<Node> = Api::all(client);
-    let what = format!("reading Node {node_name}");
-    let node = match bounded(&what, timeout, api.get_opt(&node_name)).await {
-        Ok(Some(n)) => n,
+    let version = match kubelet_version(client, &node_name, timeout).await {
+        Ok(Some(v)) => v,
         Ok(None) => {
-            tracing::debug!(node = %node_name, "no Node object of this name; kubelet version not checked");
+            tracing::debug!(node = %node_name, "no Node object of this name, or no version in it; kubelet version not checked");
             return;
         }
         Err(e) => {
             tracing::debug!(error = %e, "kubelet version not checked");
             return;
         }
-    };
-    let Some(version) = node
-        .status
-        .and_then(|s| s.node_info)
-        .map(|i| i.kubelet_version)
-    else {
-        return;
     };
     match incompatibility(&version) {
         Some(why) => tracing::error!(node = %node_name, kubelet = %version, "{why}"),

@@ -20,14 +20,16 @@ mod node_events;
 mod node_watch;
 mod objects;
 mod pv_index;
+mod va_watch;
 mod vmi_lookup;
 
 pub use cluster::KubeCluster;
 pub use connect::{ClientSettings, client};
 pub use events::{EventRecorder, component};
-pub use kubelet_version::check_kubelet_version;
+pub use kubelet_version::{check_kubelet_version, kubelet_version};
 pub use leader::{LeaderConfig, LeaderElector};
 pub use node_events::{NodeEvents, pv_name_of};
 pub use node_watch::watch_nodes;
 pub use objects::OUT_OF_SERVICE_TAINT;
+pub use va_watch::{DEFAULT_GRACE as VA_FINISH_GRACE, watch_volume_attachments};
 pub use vmi_lookup::KubeVmiLookup;
