@@ -701,6 +701,7 @@ async fn a_volume_attachment_whose_node_goes_away_while_it_is_deleting_is_finish
     assert!(vas.get_opt(&va_gone).await.unwrap().is_some());
     assert_eq!(m.attached_nodes(&v.id), std::slice::from_ref(&gone));
     delete_node(&fx.env.admin, &gone).await;
+    let node_deleted = std::time::Instant::now();
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while vas.get_opt(&va_gone).await.unwrap().is_some() {
@@ -710,6 +711,10 @@ async fn a_volume_attachment_whose_node_goes_away_while_it_is_deleting_is_finish
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    eprintln!(
+        "TIMING va-watch.node-deleted-to-va-gone-ms {:.0}",
+        node_deleted.elapsed().as_secs_f64() * 1000.0
+    );
     assert!(m.attached_nodes(&v.id).is_empty());
     assert!(fx.recorded_nodes(&v).await.is_empty());
     let finalizers = |va: VolumeAttachment| va.metadata.finalizers.unwrap_or_default();
