@@ -7,34 +7,12 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{BIN, Proc, free_port, http_get as get};
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn csi(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["csi", "--endpoint", &format!("unix://{}", socket.display())])
-        .args(["--timeout", "20s"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
+use support::{BIN, Proc, csi_output as csi, free_port, http_get as get, sample, wait_for};
 
 /// Collects a child's stderr in the background.
 fn capture_stderr(child: &mut Child) -> Arc<Mutex<String>> {

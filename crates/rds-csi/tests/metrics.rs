@@ -5,64 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rds-csi");
+mod support;
+use support::{BIN, Proc, csi_output as csi, free_port, http_get as get, sample, wait_for};
+
 const DOC: &str = include_str!("../../../docs/metrics.md");
 const VOLUME: &str = "pvc-0b6f5a52-93d4-4b7e-8d1e-7c2f9a1e3b40";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 GET; `None` when nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn csi(socket: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["csi", "--endpoint", &format!("unix://{}", socket.display())])
-        .args(["--timeout", "20s"])
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Starts `rds-csi sim`; returns it, its port, host-key fingerprint and the client key file.
 fn start_sim(dir: &Path) -> (Proc, u16, String, PathBuf) {
@@ -143,11 +95,6 @@ fn documented_names(kind: &str) -> BTreeSet<String> {
         .collect();
     assert!(!names.is_empty(), "no metrics table in docs/metrics.md");
     names
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 fn audit_records(path: &Path) -> Vec<serde_json::Value> {

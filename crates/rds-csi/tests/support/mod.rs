@@ -168,3 +168,31 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = text.split(' ').nth(1)?.parse().ok()?;
     Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
 }
+
+/// Polls `ok` every 100 ms until it holds; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `rds-csi csi` against the driver on `socket`.
+pub fn csi_output(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["csi", "--endpoint", &format!("unix://{}", socket.display())])
+        .args(["--timeout", "20s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The value of one series in a Prometheus text scrape.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
