@@ -35,6 +35,33 @@ pub enum CliError {
         why: &'static str,
     },
 
+    /// The Kubernetes client for `controller`, `node` or `all`.
+    #[error(
+        "{0} (pass --kubeconfig, run in a pod with a service account, or use --no-kubernetes for a trial without a cluster)"
+    )]
+    KubeClient(DriverError),
+    /// The controller's identity service was built without the RDS health checker it serves.
+    #[error("controller without an RDS health checker")]
+    NoHealthChecker,
+    /// The attachment state could not be rebuilt from Kubernetes at start.
+    #[error("cannot start the controller: {0}")]
+    ControllerStart(DriverError),
+    #[error("--node-id (NODE_ID) must not be empty")]
+    EmptyNodeId,
+    #[error("node metrics: {0}")]
+    NodeMetrics(DriverError),
+    #[error("node plugin: {0}")]
+    NodePlugin(DriverError),
+    /// `--endpoint` that is not a unix socket path.
+    #[error(transparent)]
+    Endpoint(#[from] csi::Error),
+    #[error("backend {name:?} is defined both by --rds-address and in the backends file; keep one")]
+    BackendTwice { name: String },
+    #[error(
+        "no RDS configured: pass --rds-address (RDS_ADDRESS) or define backend {name:?} in --backends-file"
+    )]
+    NoRds { name: String },
+
     #[error(transparent)]
     Csi(#[from] CsiCmdError),
     /// A driver component (audit trail, Kubernetes client, sandbox) refused to start.
@@ -89,8 +116,8 @@ pub enum CliError {
     /// Steps that answered other than expected, one line each.
     #[error("demo found unexpected answers:\n  {}", .0.join("\n  "))]
     DemoAnswers(Vec<String>),
-    /// The serving modes (`controller`, `node`, `all`) and `selftest` still report a finished
-    /// sentence; it is passed through as is.
+    /// `selftest` still reports a finished sentence (its steps' outcomes are report text); it
+    /// is passed through as is.
     #[error("{0}")]
     Serve(String),
 }

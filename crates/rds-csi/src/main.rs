@@ -43,9 +43,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Controller(a) => run::controller(a, audit).await.map_err(CliError::Serve),
-            Command::Node(a) => run::node(a, audit).await.map_err(CliError::Serve),
-            Command::All(a) => run::all(a, audit).await.map_err(CliError::Serve),
+            Command::Controller(a) => run::controller(a, audit).await,
+            Command::Node(a) => run::node(a, audit).await,
+            Command::All(a) => run::all(a, audit).await,
             Command::Sim(a) => sim_cmd::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::Csi(a) => Ok(csi_cmd::run(&a.endpoint, a.timeout, a.command).await?),

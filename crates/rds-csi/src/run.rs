@@ -28,12 +28,13 @@ use tracing::{error, info, warn};
 use crate::args::{
     AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, OrphanArgs, RdsArgs, ServeArgs,
 };
+use crate::error::CliError;
 use crate::http::{self, Endpoints};
 use crate::shutdown;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub async fn controller(a: ControllerArgs, audit: Audit) -> Result<(), String> {
+pub async fn controller(a: ControllerArgs, audit: Audit) -> Result<(), CliError> {
     let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
     let c = controller_parts(
@@ -53,7 +54,7 @@ pub async fn controller(a: ControllerArgs, audit: Audit) -> Result<(), String> {
     result
 }
 
-pub async fn node(a: NodeArgs, audit: Audit) -> Result<(), String> {
+pub async fn node(a: NodeArgs, audit: Audit) -> Result<(), CliError> {
     let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
     let identity = IdentityService::new(
@@ -72,7 +73,7 @@ pub async fn node(a: NodeArgs, audit: Audit) -> Result<(), String> {
     serve_until_signal(&a.serve, services, metrics, None, None).await
 }
 
-pub async fn all(a: AllArgs, audit: Audit) -> Result<(), String> {
+pub async fn all(a: AllArgs, audit: Audit) -> Result<(), CliError> {
     let metrics = Metrics::new();
     let kube = kube_client(&a.kube).await?;
     let c = controller_parts(
@@ -118,7 +119,7 @@ async fn controller_parts(
     kube: Option<::kube::Client>,
     metrics: &Arc<Metrics>,
     audit: &Audit,
-) -> Result<ControllerParts, String> {
+) -> Result<ControllerParts, CliError> {
     let ha = ha_gate(s, k, kube.clone())?;
     let backends = backends_from(r, metrics)?;
     metrics.watch_pools(backends.clone());
@@ -129,9 +130,7 @@ async fn controller_parts(
         Some(backends.clone()),
         r.probe_timeout,
     );
-    let rds = identity
-        .health()
-        .ok_or("controller without an RDS health checker")?;
+    let rds = identity.health().ok_or(CliError::NoHealthChecker)?;
     metrics.watch_health(rds.clone());
     if let Some(client) = kube.clone() {
         report_reachability_as_events(&rds, client, k.kube_timeout);
@@ -193,7 +192,7 @@ fn ha_gate(
     s: &ServeArgs,
     k: &KubeArgs,
     kube: Option<::kube::Client>,
-) -> Result<Option<Arc<HaGate>>, String> {
+) -> Result<Option<Arc<HaGate>>, CliError> {
     let Some(client) = kube.filter(|_| k.leader_election) else {
         if !k.leader_election {
             warn!(
@@ -211,7 +210,7 @@ fn ha_gate(
         retry_period: k.leader_election_retry_period,
         api_timeout: k.kube_timeout,
     };
-    let elector = LeaderElector::new(client, config).map_err(|e| e.to_string())?;
+    let elector = LeaderElector::new(client, config)?;
     Ok(Some(Arc::new(HaGate {
         elector,
         rebuilt_in: AtomicU64::new(0),
@@ -380,7 +379,7 @@ fn orphan_reconciler(
 
 /// The Kubernetes client, unless the operator explicitly runs without one. A controller that
 /// cannot reach the API server must not start: its fences would not survive a restart.
-async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, String> {
+async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, CliError> {
     if k.no_kubernetes {
         warn!(
             "running without Kubernetes (--no-kubernetes): no events are posted, and a controller keeps attachment fences in this process only (forgotten on restart)"
@@ -393,9 +392,9 @@ async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, String> {
         read_timeout: k.kube_timeout,
         write_timeout: k.kube_timeout,
     };
-    let client = driver::kube::client(&settings).await.map_err(|e| {
-        format!("{e} (pass --kubeconfig, run in a pod with a service account, or use --no-kubernetes for a trial without a cluster)")
-    })?;
+    let client = driver::kube::client(&settings)
+        .await
+        .map_err(CliError::KubeClient)?;
     Ok(Some(client))
 }
 
@@ -432,7 +431,7 @@ async fn start_fencing(
     k: &KubeArgs,
     kube: Option<::kube::Client>,
     ha: Option<Arc<HaGate>>,
-) -> Result<Arc<AttachmentManager>, String> {
+) -> Result<Arc<AttachmentManager>, CliError> {
     let pods = kube.clone().filter(|_| k.enable_vmi_serialization);
     let nodes = kube.clone();
     let cluster = fencing_cluster(s, k, kube);
@@ -473,10 +472,7 @@ async fn start_fencing(
     }
     let manager = Arc::new(manager);
     watch(&manager);
-    let report = manager
-        .rebuild()
-        .await
-        .map_err(|e| format!("cannot start the controller: {e}"))?;
+    let report = manager.rebuild().await.map_err(CliError::ControllerStart)?;
     info!(
         volumes = report.volumes,
         attachments = report.attachments,
@@ -531,9 +527,9 @@ fn node_service(
     kube: Option<::kube::Client>,
     metrics: &Metrics,
     audit: &Audit,
-) -> Result<NodeService, String> {
+) -> Result<NodeService, CliError> {
     if n.node_id.trim().is_empty() {
-        return Err("--node-id (NODE_ID) must not be empty".into());
+        return Err(CliError::EmptyNodeId);
     }
     let mut cfg = driver::node::NodeConfig::new(n.node_id.clone());
     cfg.max_volumes = n.max_volumes_per_node;
@@ -571,14 +567,12 @@ fn node_service(
     };
     // Outermost, so every observation is counted whatever the inner observers forward.
     let observer = metrics.node_observer(observer);
-    metrics
-        .watch_nvme(&cfg)
-        .map_err(|e| format!("node metrics: {e}"))?;
-    NodeService::new_observed(cfg, observer).map_err(|e| format!("node plugin: {e}"))
+    metrics.watch_nvme(&cfg).map_err(CliError::NodeMetrics)?;
+    NodeService::new_observed(cfg, observer).map_err(CliError::NodePlugin)
 }
 
-pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
-    csi::uds::parse_endpoint(endpoint).map_err(|e| e.to_string())
+pub fn socket_path(endpoint: &str) -> Result<PathBuf, CliError> {
+    Ok(csi::uds::parse_endpoint(endpoint)?)
 }
 
 /// What every served RPC is told to: the metrics, then the audit trail.
@@ -594,7 +588,7 @@ async fn serve_until_signal(
     metrics: Arc<Metrics>,
     rds: Option<Arc<driver::health::RdsHealth>>,
     orphans: Option<Arc<OrphanReconciler>>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     let socket = socket_path(&s.endpoint)?;
     info!(version = VERSION, driver = %s.driver_name, "rds-csi starting");
     let endpoints = Endpoints {
@@ -621,8 +615,7 @@ async fn serve_until_signal(
         services,
         shutdown::signal(s.shutdown_timeout),
     )
-    .await
-    .map_err(|e| e.to_string());
+    .await;
     let _ = stop_http.send(true);
     if let Some(h) = http_server {
         h.join().await;
@@ -633,24 +626,22 @@ async fn serve_until_signal(
 }
 
 /// The default backend from flags, plus any from the backends file.
-pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, String> {
+pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, CliError> {
     let mut all = match &r.backends_file {
-        Some(p) => read_backends_file(p).map_err(|e| e.to_string())?,
+        Some(p) => read_backends_file(p)?,
         None => Vec::new(),
     };
     let file_has_default = all.iter().any(|b| b.name == r.backend_name);
     match (&r.rds_address, file_has_default) {
         (Some(_), true) => {
-            return Err(format!(
-                "backend {:?} is defined both by --rds-address and in the backends file; keep one",
-                r.backend_name
-            ));
+            return Err(CliError::BackendTwice {
+                name: r.backend_name.clone(),
+            });
         }
         (None, false) => {
-            return Err(format!(
-                "no RDS configured: pass --rds-address (RDS_ADDRESS) or define backend {:?} in --backends-file",
-                r.backend_name
-            ));
+            return Err(CliError::NoRds {
+                name: r.backend_name.clone(),
+            });
         }
         (None, true) => {}
         (Some(address), false) => all.push(BackendSettings {
@@ -674,16 +665,14 @@ pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, String> {
     Ok(all)
 }
 
-pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, String> {
+pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, CliError> {
     let settings = settings_from(r)?;
     let mut built = Vec::new();
     for s in &settings {
         let observer = metrics.command_observer(&s.name);
-        built.push(build_backend(s, Some(observer)).map_err(|e| e.to_string())?);
+        built.push(build_backend(s, Some(observer))?);
     }
-    let backends = Backends::new(&r.backend_name, built)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())?;
+    let backends = Backends::new(&r.backend_name, built).map(Arc::new)?;
     metrics.watch_backends(backends.clone());
     Ok(backends)
 }

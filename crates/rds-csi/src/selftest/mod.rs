@@ -301,7 +301,7 @@ async fn signal() {
 }
 
 fn chosen(a: &SelftestArgs) -> Result<driver::config::BackendSettings, String> {
-    let all = crate::run::settings_from(&a.rds)?;
+    let all = crate::run::settings_from(&a.rds).map_err(|e| e.to_string())?;
     let name = a.backend.as_deref().unwrap_or(&a.rds.backend_name);
     all.into_iter()
         .find(|b| b.name == name)
