@@ -16,6 +16,8 @@ pub const P_BACKEND: &str = "backend";
 pub const P_VOLUME_PATH: &str = "volumePath";
 pub const P_NVME_ADDRESS: &str = "nvmeAddress";
 pub const P_NVME_PORT: &str = "nvmePort";
+/// Which of the backend's storage addresses the class's volumes use (comma-separated).
+pub const P_NVME_ADDRESSES: &str = "nvmeAddresses";
 pub const P_CTRL_LOSS_TMO: &str = "ctrlLossTmo";
 pub const P_RECONNECT_DELAY: &str = "reconnectDelay";
 pub const P_KEEP_ALIVE_TMO: &str = "keepAliveTmo";
@@ -37,6 +39,10 @@ const K8S_PREFIX: &str = "csi.storage.k8s.io/";
 pub const C_BACKEND: &str = "backend";
 pub const C_NVME_ADDRESS: &str = "nvmeAddress";
 pub const C_NVME_PORT: &str = "nvmePort";
+/// Every NVMe/TCP path's address, comma-separated IP literals in preference order (multipath).
+/// `nvmeAddress` keeps carrying the first one, so a node plugin from before multipath still
+/// stages the volume over one path during a rolling upgrade.
+pub const C_NVME_ADDRESSES: &str = "nvmeAddresses";
 pub const C_NQN: &str = "nqn";
 pub const C_VOLUME_PATH: &str = "volumePath";
 pub const C_CTRL_LOSS_TMO: &str = "ctrlLossTmo";
@@ -45,6 +51,59 @@ pub const C_KEEP_ALIVE_TMO: &str = "keepAliveTmo";
 pub const C_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
 pub const C_ALLOW_EXEC: &str = "allowExec";
 pub const C_HOST_FENCING: &str = "hostFencing";
+
+/// The most NVMe/TCP paths one volume may have. Each path is a kernel controller with its own
+/// queues and reconnect worker on every node that stages the volume; an RDS has a handful of
+/// ports, so anything longer is a mistake, not a topology.
+pub const MAX_NVME_PATHS: usize = 8;
+
+/// Parses a comma-separated list of storage addresses (`nvmeAddresses`, `nvme_addresses`, a
+/// backend's list): IP literals only (the kernel's initiator does not resolve names), at least
+/// one, at most [`MAX_NVME_PATHS`], no duplicates, order kept (the first is the preferred path).
+/// `what` names the field for the error ("StorageClass parameter nvmeAddresses", ...).
+pub fn parse_addresses(what: &str, v: &str) -> Result<Vec<IpAddr>> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    // Bound the work before splitting: the longest legal list is MAX_NVME_PATHS IPv6 literals.
+    if v.len() > MAX_NVME_PATHS * 46 {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_NVME_PATHS} comma-separated IP addresses are allowed",
+            v.len()
+        )));
+    }
+    for item in v.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(invalid(format!(
+                "{what}={v:?} has an empty entry; write comma-separated IP addresses like \"10.0.1.2,10.0.2.2\""
+            )));
+        }
+        let ip: IpAddr = item.parse().map_err(|_| {
+            invalid(format!(
+                "{what}: {item:?} is not an IP address (host names are not resolved by the kernel's NVMe/TCP initiator)"
+            ))
+        })?;
+        if out.contains(&ip) {
+            return Err(invalid(format!("{what}: {ip} is listed twice")));
+        }
+        out.push(ip);
+    }
+    if out.len() > MAX_NVME_PATHS {
+        return Err(invalid(format!(
+            "{what} lists {} addresses; at most {MAX_NVME_PATHS} paths per volume are supported",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The inverse of [`parse_addresses`].
+pub fn format_addresses(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Kernel NVMe-oF timeouts the node passes to `/dev/nvme-fabrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +344,35 @@ pub fn volume_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_lists_round_trip_and_refuse_what_the_kernel_cannot_use() {
+        let v = parse_addresses("x", " 10.0.1.2, fd00::2 ").unwrap();
+        assert_eq!(format_addresses(&v), "10.0.1.2,fd00::2");
+        assert_eq!(parse_addresses("x", &format_addresses(&v)).unwrap(), v);
+        for (bad, why) in [
+            ("", "empty entry"),
+            ("10.0.1.2,", "empty entry"),
+            ("rds.local", "not an IP address"),
+            ("10.0.1.2,10.0.1.2", "listed twice"),
+            (
+                "10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4,10.0.0.5,10.0.0.6,10.0.0.7,10.0.0.8,10.0.0.9",
+                "at most 8",
+            ),
+        ] {
+            let e = parse_addresses("StorageClass parameter nvmeAddresses", bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+            assert!(e.to_string().contains("nvmeAddresses"), "{bad:?}: {e}");
+        }
+        let long = "1".repeat(10_000);
+        assert!(
+            parse_addresses("x", &long)
+                .unwrap_err()
+                .to_string()
+                .contains("bytes long")
+        );
+    }
 
     #[test]
     fn allow_exec_is_strictly_true_or_false() {

@@ -64,6 +64,9 @@ const CAPABILITIES: &[RpcType] = &[
 /// publish_context keys (snake_case, as the earlier driver wrote them).
 pub const PC_NVME_ADDRESS: &str = "nvme_address";
 pub const PC_NVME_PORT: &str = "nvme_port";
+/// Every path's address (multipath), as `params::C_NVME_ADDRESSES`; `nvme_address` keeps the
+/// first for node plugins from before multipath.
+pub const PC_NVME_ADDRESSES: &str = "nvme_addresses";
 pub const PC_NVME_NQN: &str = "nvme_nqn";
 /// Only for filesystem volumes; absent for raw block.
 pub const PC_FS_TYPE: &str = "fs_type";
