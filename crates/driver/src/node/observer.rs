@@ -23,6 +23,19 @@ pub trait NodeObserver: Send + Sync {
     /// NodeStageVolume failed (connect, format or mount); `pvc` is (namespace, name) from the
     /// volume_context when the provisioner passed it.
     fn stage_failed(&self, _volume_id: &str, _pvc: Option<(String, String)>, _error: &str) {}
+    /// A staged volume's NVMe/TCP paths (multipath) changed: `live` of the `total` configured
+    /// paths carry I/O, `missing` names the others as `address:port`. Called after a stage,
+    /// whenever the monitor sees the live set change, and with `total` 0 after an unstage (the
+    /// volume is gone from this node). `pvc` as in [`NodeObserver::stage_failed`].
+    fn paths_changed(
+        &self,
+        _volume_id: &str,
+        _pvc: Option<(String, String)>,
+        _live: usize,
+        _total: usize,
+        _missing: &[String],
+    ) {
+    }
 }
 
 /// The default observer: reports nothing.
