@@ -27,8 +27,26 @@ pub struct Nqn(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid NQN {value:?}: {problem}")]
 pub struct NqnError {
+    /// The refused text, cut to [`MAX_ECHO`] bytes (marked with `…`): errors reach logs, events
+    /// and gRPC messages, and a caller must not be able to make those as large as its input.
     pub value: String,
     pub problem: Problem,
+}
+
+/// How much of a refused text an error repeats; longer than any valid NQN, so a typo in a real
+/// one is always shown whole.
+pub const MAX_ECHO: usize = MAX_NQN_LEN + 1;
+
+fn excerpt(mut value: String) -> String {
+    if value.len() > MAX_ECHO {
+        let mut cut = MAX_ECHO;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        value.truncate(cut);
+        value.push('…');
+    }
+    value
 }
 
 /// The first rule a refused NQN breaks, in the order they are checked.
@@ -59,7 +77,10 @@ impl Nqn {
         let value = value.into();
         match check(&value) {
             Ok(()) => Ok(Nqn(value)),
-            Err(problem) => Err(NqnError { value, problem }),
+            Err(problem) => Err(NqnError {
+                value: excerpt(value),
+                problem,
+            }),
         }
     }
 
@@ -139,6 +160,22 @@ impl AsRef<str> for Nqn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_text_is_echoed_whole_when_short_and_cut_when_long() {
+        let typo = format!("nqn.2000-01.com.example:{}", "a b");
+        assert_eq!(Nqn::new(typo.clone()).unwrap_err().value, typo);
+        let huge = format!("nqn.2000-01.com.example:{}", "é".repeat(1_000_000));
+        let e = Nqn::new(huge).unwrap_err();
+        assert_eq!(e.problem, Problem::TooLong(24 + 2_000_000));
+        assert!(e.value.ends_with('…'), "{}", e.value);
+        assert!(
+            e.value.len() <= MAX_ECHO + '…'.len_utf8(),
+            "{}",
+            e.value.len()
+        );
+        assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+    }
 
     #[test]
     fn accepts_target_and_uuid_host_nqns() {
