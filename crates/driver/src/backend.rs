@@ -16,8 +16,10 @@ use crate::error::DriverError;
 pub struct Backend {
     pub name: String,
     pub client: Arc<RdsClient>,
-    /// Where nodes connect for NVMe/TCP (the storage network, often not the SSH address).
-    pub nvme_address: IpAddr,
+    /// Where nodes connect for NVMe/TCP (the storage network, often not the SSH address): one
+    /// address per path of NVMe multipath, in order of preference. Never empty, no duplicates,
+    /// at most [`crate::params::MAX_NVME_PATHS`] ([`Backends::new`] refuses anything else).
+    pub nvme_addresses: Vec<IpAddr>,
     pub nvme_port: Port,
     /// Default directory for backing files.
     pub volume_path: FilePath,
@@ -36,6 +38,21 @@ impl Backend {
             .iter()
             .any(|base| dir == base || dir.is_under(base))
     }
+
+    /// The preferred storage address (what a single-path `nvmeAddress` carries).
+    pub fn nvme_address(&self) -> IpAddr {
+        self.nvme_addresses[0]
+    }
+
+    /// Whether nodes may be sent to `addr` for this backend's volumes.
+    pub fn has_nvme_address(&self, addr: &IpAddr) -> bool {
+        self.nvme_addresses.contains(addr)
+    }
+
+    /// The storage addresses for messages: `10.0.1.2,10.0.2.2`.
+    pub fn nvme_addresses_text(&self) -> String {
+        crate::params::format_addresses(&self.nvme_addresses)
+    }
 }
 
 pub struct Backends {
@@ -52,6 +69,22 @@ impl Backends {
                 return Err(DriverError::InvalidBackendName(b.name));
             }
             let name = b.name.clone();
+            let mut seen = Vec::new();
+            for a in &b.nvme_addresses {
+                if seen.contains(a) {
+                    return Err(DriverError::Config(format!(
+                        "backend {name}: storage address {a} is listed twice"
+                    )));
+                }
+                seen.push(*a);
+            }
+            if seen.is_empty() || seen.len() > crate::params::MAX_NVME_PATHS {
+                return Err(DriverError::Config(format!(
+                    "backend {name}: {} storage addresses; give 1 to {}",
+                    seen.len(),
+                    crate::params::MAX_NVME_PATHS
+                )));
+            }
             if by_name.insert(name.clone(), Arc::new(b)).is_some() {
                 return Err(DriverError::DuplicateBackend(name));
             }

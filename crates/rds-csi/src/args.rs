@@ -135,6 +135,11 @@ pub struct RdsArgs {
     /// is an IP address.
     #[arg(long, env = "RDS_NVME_ADDRESS")]
     pub nvme_address: Option<IpAddr>,
+    /// Every NVMe/TCP (storage network) address of the default RDS, comma-separated in order
+    /// of preference: one NVMe multipath path each (docs/multipath.md). With --nvme-address,
+    /// that must be the first of these.
+    #[arg(long, env = "RDS_NVME_ADDRESSES", value_delimiter = ',')]
+    pub nvme_addresses: Vec<IpAddr>,
     /// NVMe/TCP port for new volumes.
     #[arg(long, env = "RDS_NVME_PORT", default_value_t = 4420)]
     pub nvme_port: u16,

@@ -64,7 +64,11 @@ impl ControllerService {
             ctx.insert(params::C_BACKEND.to_string(), b.name.clone());
             ctx.insert(
                 params::C_NVME_ADDRESS.to_string(),
-                b.nvme_address.to_string(),
+                b.nvme_address().to_string(),
+            );
+            ctx.insert(
+                params::C_NVME_ADDRESSES.to_string(),
+                b.nvme_addresses_text(),
             );
         }
         if let Some(port) = disk.nvme_port {
