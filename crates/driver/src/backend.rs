@@ -17,8 +17,8 @@ pub struct Backend {
     pub name: String,
     pub client: Arc<RdsClient>,
     /// Where nodes connect for NVMe/TCP (the storage network, often not the SSH address): one
-    /// address per path of NVMe multipath, in order of preference. Never empty, no duplicates,
-    /// at most [`crate::params::MAX_NVME_PATHS`] ([`Backends::new`] refuses anything else).
+    /// address per path of NVMe multipath, in order of preference. Never empty, no duplicates
+    /// ([`Backends::new`] refuses anything else; `config` also bounds the count).
     pub nvme_addresses: Vec<IpAddr>,
     pub nvme_port: Port,
     /// Default directory for backing files.
@@ -51,7 +51,8 @@ impl Backend {
 
     /// The storage addresses for messages: `10.0.1.2,10.0.2.2`.
     pub fn nvme_addresses_text(&self) -> String {
-        crate::params::format_addresses(&self.nvme_addresses)
+        let text: Vec<String> = self.nvme_addresses.iter().map(|a| a.to_string()).collect();
+        text.join(",")
     }
 }
 
@@ -78,11 +79,9 @@ impl Backends {
                 }
                 seen.push(*a);
             }
-            if seen.is_empty() || seen.len() > crate::params::MAX_NVME_PATHS {
+            if seen.is_empty() {
                 return Err(DriverError::Config(format!(
-                    "backend {name}: {} storage addresses; give 1 to {}",
-                    seen.len(),
-                    crate::params::MAX_NVME_PATHS
+                    "backend {name}: no storage (NVMe/TCP) address"
                 )));
             }
             if by_name.insert(name.clone(), Arc::new(b)).is_some() {
@@ -112,5 +111,44 @@ impl Backends {
 
     pub fn names(&self) -> Vec<String> {
         self.by_name.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(addresses: &[&str]) -> Backend {
+        let exec = Arc::new(rds::testing::ScriptedExec::new());
+        let dir = FilePath::new("/storage-pool/metal-csi").unwrap();
+        Backend {
+            name: "rds1".into(),
+            client: Arc::new(RdsClient::new(exec, rds::ClientConfig::default())),
+            nvme_addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            nvme_port: Port::new(4420).unwrap(),
+            volume_path: dir.clone(),
+            allowed_paths: vec![dir],
+            insecure: false,
+            target: "t".into(),
+        }
+    }
+
+    #[test]
+    fn a_backend_has_at_least_one_storage_address_and_none_twice() {
+        let ok = Backends::new("rds1", vec![backend(&["10.0.1.2", "10.0.2.2"])]).unwrap();
+        let b = ok.get("rds1").unwrap();
+        assert_eq!(b.nvme_address().to_string(), "10.0.1.2");
+        assert_eq!(b.nvme_addresses_text(), "10.0.1.2,10.0.2.2");
+        assert!(b.has_nvme_address(&"10.0.2.2".parse().unwrap()));
+        assert!(!b.has_nvme_address(&"10.0.3.2".parse().unwrap()));
+        for (addresses, why) in [
+            (&[][..], "no storage"),
+            (&["10.0.1.2", "10.0.1.2"][..], "listed twice"),
+        ] {
+            let Err(e) = Backends::new("rds1", vec![backend(addresses)]) else {
+                panic!("{addresses:?} accepted");
+            };
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 }
