@@ -339,6 +339,17 @@ impl NodeObserver for RecoveryAudit {
         // NodeStageVolume is already audited by `traced`; only pass it on.
         self.inner.stage_failed(volume_id, pvc, error);
     }
+    fn paths_changed(
+        &self,
+        volume_id: &str,
+        pvc: Option<(String, String)>,
+        live: usize,
+        total: usize,
+        missing: &[String],
+    ) {
+        self.inner
+            .paths_changed(volume_id, pvc, live, total, missing);
+    }
 }
 
 /// A tracing layer that turns events carrying a `security_event` field into critical audit

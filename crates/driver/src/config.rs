@@ -36,9 +36,14 @@ pub struct BackendSettings {
     pub host_key: Option<String>,
     #[serde(default)]
     pub insecure_skip_host_key_verify: bool,
-    /// NVMe/TCP (data) address; defaults to `address` when that is an IP.
+    /// NVMe/TCP (data) address; defaults to `address` when that is an IP. With
+    /// `nvme_addresses` it must be that list's first entry (see [`BackendSettings::storage_addresses`]).
     #[serde(default)]
     pub nvme_address: Option<IpAddr>,
+    /// Every NVMe/TCP (data) address of the appliance, in order of preference: each is one path
+    /// of a volume's NVMe multipath (docs/multipath.md).
+    #[serde(default)]
+    pub nvme_addresses: Option<Vec<IpAddr>>,
     #[serde(default = "default_nvme_port")]
     pub nvme_port: u16,
     #[serde(default = "default_volume_path")]
@@ -54,6 +59,49 @@ pub struct BackendSettings {
     pub read_timeout: Duration,
     #[serde(default = "default_write_timeout", with = "secs")]
     pub write_timeout: Duration,
+}
+
+impl BackendSettings {
+    /// The storage (NVMe/TCP) addresses nodes connect to, in order of preference:
+    /// `nvme_addresses` when given (non-empty, at most [`crate::params::MAX_NVME_PATHS`], no
+    /// duplicates), else `nvme_address`, else `address` when it is an IP. Both given: the single
+    /// address must be the list's first (the preferred path is what `nvme_address` always meant),
+    /// anything else is refused rather than guessed at.
+    pub fn storage_addresses(&self) -> Result<Vec<IpAddr>> {
+        let cfg_err = |what: String| DriverError::Config(format!("backend {}: {what}", self.name));
+        let Some(list) = &self.nvme_addresses else {
+            let one = match self.nvme_address {
+                Some(a) => a,
+                None => self.address.parse::<IpAddr>().map_err(|_| {
+                    cfg_err(format!(
+                        "nvme_address is required when the SSH address {:?} is not an IP address",
+                        self.address
+                    ))
+                })?,
+            };
+            return Ok(vec![one]);
+        };
+        if list.is_empty() {
+            return Err(cfg_err(
+                "nvme_addresses is empty; list at least one storage address, or leave it out"
+                    .into(),
+            ));
+        }
+        let addresses = crate::params::parse_addresses(
+            "nvme_addresses",
+            &crate::params::format_addresses(list),
+        )
+        .map_err(|e| cfg_err(e.to_string()))?;
+        if let Some(one) = self.nvme_address
+            && one != addresses[0]
+        {
+            return Err(cfg_err(format!(
+                "nvme_address {one} and nvme_addresses [{}] disagree: when both are given, nvme_address must be the first (preferred) entry of nvme_addresses; better give only nvme_addresses",
+                crate::params::format_addresses(&addresses)
+            )));
+        }
+        Ok(addresses)
+    }
 }
 
 mod secs {
@@ -209,15 +257,7 @@ pub fn build_backend(
         allowed_paths
             .push(FilePath::new(p).map_err(|e| cfg_err(format!("extra_volume_paths: {e}")))?);
     }
-    let nvme_address = match s.nvme_address {
-        Some(a) => a,
-        None => s.address.parse::<IpAddr>().map_err(|_| {
-            cfg_err(format!(
-                "nvme_address is required when the SSH address {:?} is not an IP address",
-                s.address
-            ))
-        })?,
-    };
+    let nvme_addresses = s.storage_addresses()?;
     let nvme_port = Port::new(s.nvme_port).map_err(|e| cfg_err(format!("nvme_port: {e}")))?;
     if s.max_sessions == 0 {
         return Err(cfg_err("max_sessions must be at least 1".into()));
@@ -245,7 +285,7 @@ pub fn build_backend(
     Ok(Backend {
         name: s.name.clone(),
         client: Arc::new(client),
-        nvme_address,
+        nvme_addresses,
         nvme_port,
         volume_path,
         allowed_paths,
@@ -276,6 +316,70 @@ nvme_address = "10.0.1.2"
         assert_eq!(v[0].nvme_port, 4420);
         assert_eq!(v[0].volume_path, "/storage-pool/metal-csi");
         assert_eq!(v[0].read_timeout, Duration::from_secs(10));
+    }
+
+    fn one(extra: &str) -> BackendSettings {
+        let text = format!(
+            "[[backend]]\nname='rds2'\naddress='10.0.0.2'\nkey_file='/k'\nhost_key='SHA256:abc'\n{extra}"
+        );
+        parse_backends(&text).unwrap().remove(0)
+    }
+
+    fn addresses(s: &BackendSettings) -> std::result::Result<String, String> {
+        s.storage_addresses()
+            .map(|a| crate::params::format_addresses(&a))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_backend_lists_its_storage_addresses_or_keeps_its_single_one() {
+        assert_eq!(addresses(&one("")).unwrap(), "10.0.0.2");
+        assert_eq!(
+            addresses(&one("nvme_address='10.0.1.2'")).unwrap(),
+            "10.0.1.2"
+        );
+        let two = "nvme_addresses=['10.0.1.2', 'fd00:2::2']";
+        assert_eq!(addresses(&one(two)).unwrap(), "10.0.1.2,fd00:2::2");
+        let agreeing = "nvme_address='10.0.1.2'\nnvme_addresses=['10.0.1.2','10.0.2.2']";
+        assert_eq!(addresses(&one(agreeing)).unwrap(), "10.0.1.2,10.0.2.2");
+    }
+
+    #[test]
+    fn inconsistent_or_unusable_address_lists_are_configuration_errors() {
+        for (extra, why) in [
+            (
+                "nvme_address='10.0.2.2'\nnvme_addresses=['10.0.1.2','10.0.2.2']",
+                "nvme_address 10.0.2.2 and nvme_addresses [10.0.1.2,10.0.2.2] disagree",
+            ),
+            ("nvme_addresses=[]", "nvme_addresses is empty"),
+            ("nvme_addresses=['10.0.1.2','10.0.1.2']", "listed twice"),
+            (
+                "nvme_addresses=['10.0.0.1','10.0.0.2','10.0.0.3','10.0.0.4','10.0.0.5','10.0.0.6','10.0.0.7','10.0.0.8','10.0.0.9']",
+                "at most 8",
+            ),
+        ] {
+            let e = addresses(&one(extra)).unwrap_err();
+            assert!(
+                e.starts_with("configuration: backend rds2: "),
+                "{extra}: {e}"
+            );
+            assert!(e.contains(why), "{extra}: {e}");
+        }
+        let mut named = one("");
+        named.address = "rds2.example".into();
+        assert!(
+            addresses(&named)
+                .unwrap_err()
+                .contains("nvme_address is required")
+        );
+        // Not an IP literal inside the list: TOML parsing already refuses it, naming the key.
+        let text = "[[backend]]\nname='a'\naddress='1.2.3.4'\nkey_file='/k'\nnvme_addresses=['rds.local']\n";
+        assert!(
+            parse_backends(text)
+                .unwrap_err()
+                .to_string()
+                .contains("nvme_addresses")
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod orphans;
 pub mod ownership;
 pub mod paging;
 pub mod params;
+pub mod redundancy;
 pub mod rpc;
 pub mod server;
 pub mod size;

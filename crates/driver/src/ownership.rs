@@ -187,7 +187,7 @@ mod tests {
         Backend {
             name: "default".into(),
             client: Arc::new(rds::RdsClient::new(exec, rds::ClientConfig::default())),
-            nvme_address: "10.0.0.1".parse().unwrap(),
+            nvme_addresses: vec!["10.0.0.1".parse().unwrap()],
             nvme_port: routeros::Port::new(4420).unwrap(),
             volume_path: FilePath::new("/storage-pool/metal-csi").unwrap(),
             allowed_paths: vec![

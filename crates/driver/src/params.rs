@@ -130,7 +130,8 @@ impl Default for Timeouts {
 pub struct VolumeParams {
     pub backend: String,
     pub volume_dir: FilePath,
-    pub nvme_address: IpAddr,
+    /// The paths' addresses, preferred first; never empty, each one of the backend's.
+    pub nvme_addresses: Vec<IpAddr>,
     pub nvme_port: Port,
     pub timeouts: Timeouts,
     pub migration_timeout_secs: Option<u32>,
@@ -176,6 +177,7 @@ pub fn parse<'b>(
             P_BACKEND,
             P_VOLUME_PATH,
             P_NVME_ADDRESS,
+            P_NVME_ADDRESSES,
             P_NVME_PORT,
             P_CTRL_LOSS_TMO,
             P_RECONNECT_DELAY,
@@ -219,12 +221,7 @@ pub fn parse<'b>(
             p
         }
     };
-    let nvme_address = match params.get(P_NVME_ADDRESS) {
-        None => backend.nvme_address,
-        Some(v) => v.trim().parse::<IpAddr>().map_err(|_| {
-            invalid(format!("StorageClass parameter nvmeAddress={v:?} must be an IP address (host names are not resolved by the kernel's NVMe/TCP initiator)"))
-        })?,
-    };
+    let nvme_addresses = storage_addresses(params, backend)?;
     let nvme_port = match params.get(P_NVME_PORT) {
         None => backend.nvme_port,
         Some(v) => {
@@ -288,7 +285,7 @@ pub fn parse<'b>(
         VolumeParams {
             backend: backend.name.clone(),
             volume_dir,
-            nvme_address,
+            nvme_addresses,
             nvme_port,
             timeouts,
             migration_timeout_secs,
@@ -301,6 +298,51 @@ pub fn parse<'b>(
     ))
 }
 
+/// The paths a class's volumes use: `nvmeAddresses` (a subset of the backend's addresses, in the
+/// class's order), or `nvmeAddress` (one of them, a single path, as before multipath), or every
+/// address of the backend. Both keys: the single one must be the list's first. An address the
+/// backend does not list is refused, because ControllerPublish would never send a node there.
+fn storage_addresses(params: &HashMap<String, String>, backend: &Backend) -> Result<Vec<IpAddr>> {
+    let not_the_backends = |key: &str, a: &IpAddr| {
+        invalid(format!(
+            "StorageClass parameter {key}: {a} is not a storage address of backend {:?}, which has {}; add it to the backend's nvme_addresses (or --nvme-addresses) first",
+            backend.name,
+            backend.nvme_addresses_text()
+        ))
+    };
+    let single = match params.get(P_NVME_ADDRESS) {
+        None => None,
+        Some(v) => {
+            let a = v.trim().parse::<IpAddr>().map_err(|_| {
+                invalid(format!("StorageClass parameter nvmeAddress={v:?} must be an IP address (host names are not resolved by the kernel's NVMe/TCP initiator)"))
+            })?;
+            if !backend.has_nvme_address(&a) {
+                return Err(not_the_backends(P_NVME_ADDRESS, &a));
+            }
+            Some(a)
+        }
+    };
+    let Some(v) = params.get(P_NVME_ADDRESSES) else {
+        return Ok(match single {
+            Some(a) => vec![a],
+            None => backend.nvme_addresses.clone(),
+        });
+    };
+    let list = parse_addresses(&format!("StorageClass parameter {P_NVME_ADDRESSES}"), v)?;
+    if let Some(a) = list.iter().find(|a| !backend.has_nvme_address(a)) {
+        return Err(not_the_backends(P_NVME_ADDRESSES, a));
+    }
+    if let Some(a) = single
+        && a != list[0]
+    {
+        return Err(invalid(format!(
+            "StorageClass parameters nvmeAddress={a} and nvmeAddresses={} disagree: when both are given, nvmeAddress must be the first (preferred) of nvmeAddresses; better give only nvmeAddresses",
+            format_addresses(&list)
+        )));
+    }
+    Ok(list)
+}
+
 /// The volume_context for a volume: what the node needs to connect, plus PVC identity for events.
 pub fn volume_context(
     p: &VolumeParams,
@@ -310,7 +352,8 @@ pub fn volume_context(
 ) -> HashMap<String, String> {
     let mut ctx = HashMap::new();
     ctx.insert(C_BACKEND.into(), p.backend.clone());
-    ctx.insert(C_NVME_ADDRESS.into(), p.nvme_address.to_string());
+    ctx.insert(C_NVME_ADDRESS.into(), p.nvme_addresses[0].to_string());
+    ctx.insert(C_NVME_ADDRESSES.into(), format_addresses(&p.nvme_addresses));
     ctx.insert(C_NVME_PORT.into(), port.to_string());
     ctx.insert(C_NQN.into(), nqn.to_string());
     ctx.insert(C_VOLUME_PATH.into(), file_path.to_string());
@@ -374,6 +417,101 @@ mod tests {
         );
     }
 
+    fn backends(addresses: &[&str]) -> Backends {
+        let exec = std::sync::Arc::new(rds::testing::ScriptedExec::new());
+        let dir = FilePath::new("/storage-pool/metal-csi").unwrap();
+        let b = Backend {
+            name: "rds1".into(),
+            client: std::sync::Arc::new(rds::RdsClient::new(exec, rds::ClientConfig::default())),
+            nvme_addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            nvme_port: Port::new(4420).unwrap(),
+            volume_path: dir.clone(),
+            allowed_paths: vec![dir],
+            insecure: false,
+            target: "t".into(),
+        };
+        Backends::new("rds1", vec![b]).unwrap()
+    }
+
+    fn addresses_for(b: &Backends, kv: &[(&str, &str)]) -> Result<String> {
+        let map = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(&map, b).map(|(p, _)| format_addresses(&p.nvme_addresses))
+    }
+
+    #[test]
+    fn a_class_chooses_among_the_backends_storage_addresses() {
+        let b = backends(&["10.0.1.2", "10.0.2.2", "10.0.3.2"]);
+        // Default: every path, the backend's order.
+        assert_eq!(
+            addresses_for(&b, &[]).unwrap(),
+            "10.0.1.2,10.0.2.2,10.0.3.2"
+        );
+        // A subset, in the class's order.
+        let sub = [(P_NVME_ADDRESSES, "10.0.3.2, 10.0.1.2")];
+        assert_eq!(addresses_for(&b, &sub).unwrap(), "10.0.3.2,10.0.1.2");
+        // The single key: one path, as before multipath.
+        let one = [(P_NVME_ADDRESS, "10.0.2.2")];
+        assert_eq!(addresses_for(&b, &one).unwrap(), "10.0.2.2");
+        // Both, agreeing: the single one is the list's first.
+        let both = [
+            (P_NVME_ADDRESS, "10.0.2.2"),
+            (P_NVME_ADDRESSES, "10.0.2.2,10.0.1.2"),
+        ];
+        assert_eq!(addresses_for(&b, &both).unwrap(), "10.0.2.2,10.0.1.2");
+    }
+
+    #[test]
+    fn a_class_cannot_name_an_address_the_backend_does_not_have() {
+        let b = backends(&["10.0.1.2", "10.0.2.2"]);
+        for (kv, why) in [
+            (
+                vec![(P_NVME_ADDRESSES, "10.0.1.2,10.0.9.9")],
+                "10.0.9.9 is not a storage address of backend \"rds1\", which has 10.0.1.2,10.0.2.2",
+            ),
+            (
+                vec![(P_NVME_ADDRESS, "10.0.9.9")],
+                "nvmeAddress: 10.0.9.9 is not a storage address",
+            ),
+            (
+                vec![(P_NVME_ADDRESSES, "10.0.1.2,rds.local")],
+                "not an IP address",
+            ),
+            (
+                vec![(P_NVME_ADDRESSES, "10.0.1.2,10.0.1.2")],
+                "listed twice",
+            ),
+            (vec![(P_NVME_ADDRESSES, "")], "empty entry"),
+            (
+                vec![
+                    (P_NVME_ADDRESS, "10.0.1.2"),
+                    (P_NVME_ADDRESSES, "10.0.2.2,10.0.1.2"),
+                ],
+                "disagree",
+            ),
+        ] {
+            let e = addresses_for(&b, &kv).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{kv:?}");
+            assert!(e.to_string().contains(why), "{kv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_volume_context_carries_every_path_and_the_first_alone() {
+        let b = backends(&["10.0.1.2", "fd00::2"]);
+        let (p, _) = parse(&HashMap::new(), &b).unwrap();
+        let ctx = volume_context(&p, 4420, "nqn.2000-02.com.mikrotik:pvc-1", "/x.img");
+        assert_eq!(ctx[C_NVME_ADDRESSES], "10.0.1.2,fd00::2");
+        assert_eq!(ctx[C_NVME_ADDRESS], "10.0.1.2");
+        assert_eq!(ctx[C_NVME_PORT], "4420");
+        assert_eq!(
+            parse_addresses("x", &ctx[C_NVME_ADDRESSES]).unwrap(),
+            p.nvme_addresses
+        );
+    }
+
     #[test]
     fn allow_exec_is_strictly_true_or_false() {
         assert!(parse_bool(P_ALLOW_EXEC, "true").unwrap());
@@ -389,7 +527,7 @@ mod tests {
         let mut p = VolumeParams {
             backend: "default".into(),
             volume_dir: FilePath::new("/storage-pool/metal-csi").unwrap(),
-            nvme_address: "10.0.0.1".parse().unwrap(),
+            nvme_addresses: vec!["10.0.0.1".parse().unwrap()],
             nvme_port: Port::parse("4420").unwrap(),
             timeouts: Timeouts::default(),
             migration_timeout_secs: None,

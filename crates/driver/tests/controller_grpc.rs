@@ -130,6 +130,7 @@ async fn controller_declares_only_what_it_implements() {
         Rpc::GetCapacity,
         Rpc::ExpandVolume,
         Rpc::GetVolume,
+        Rpc::VolumeCondition,
         Rpc::PublishUnpublishVolume,
         Rpc::CreateDeleteSnapshot,
         Rpc::CloneVolume,
@@ -920,5 +921,83 @@ async fn a_storage_class_picks_the_backend_and_the_id_remembers_it() {
     };
     h.controller.delete_volume(del).await.unwrap();
     assert!(h.sims[1].sim.disks().iter().all(|d| d.slot != name));
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- VOLUME_CONDITION
+
+/// VOLUME_CONDITION is declared, so ControllerGetVolume and every ListVolumes entry carry a
+/// condition: normal for an exported volume, abnormal (with the reason) for a disk of the
+/// driver's whose NVMe/TCP export was switched off on the RDS.
+#[tokio::test]
+async fn volume_conditions_come_from_the_disk_record() {
+    let mut h = start().await;
+    let caps = h
+        .controller
+        .controller_get_capabilities(pb::ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let declared = |t: Rpc| {
+        caps.capabilities.iter().any(|c| {
+            matches!(&c.r#type, Some(pb::controller_service_capability::Type::Rpc(r)) if r.r#type == t as i32)
+        })
+    };
+    assert!(declared(Rpc::VolumeCondition) && declared(Rpc::GetVolume));
+
+    let good = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
+    // A volume of the driver's (a static one, as an operator might add) that is not exported.
+    let slot = pvc_name();
+    h.sim()
+        .run_local(&format!(
+            "/disk add type=file file-path=/storage-pool/metal-csi/{slot}.img file-size=1G slot={slot} nvme-tcp-export=no"
+        ))
+        .unwrap();
+    let off = format!("default:{slot}");
+
+    let get = async |c: &mut pb::controller_client::ControllerClient<tonic::transport::Channel>,
+                     id: &str| {
+        c.controller_get_volume(pb::ControllerGetVolumeRequest {
+            volume_id: id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .volume_condition
+        .unwrap()
+    };
+    let cond = get(&mut h.controller, &good.volume_id).await;
+    assert!(!cond.abnormal, "{}", cond.message);
+    assert!(!cond.message.is_empty());
+    let cond = get(&mut h.controller, &off).await;
+    assert!(cond.abnormal);
+    assert!(cond.message.contains("export is off"), "{}", cond.message);
+
+    let listed = h
+        .controller
+        .list_volumes(pb::ListVolumesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let condition_of = |id: &str| {
+        listed
+            .iter()
+            .find(|e| e.volume.as_ref().unwrap().volume_id == id)
+            .and_then(|e| e.status.clone())
+            .and_then(|s| s.volume_condition)
+            .unwrap()
+    };
+    assert!(!condition_of(&good.volume_id).abnormal);
+    assert!(condition_of(&off).abnormal);
+    assert!(
+        listed.iter().all(|e| e
+            .status
+            .as_ref()
+            .is_some_and(|s| s.volume_condition.is_some())),
+        "every entry carries a condition"
+    );
     h.stop().await;
 }

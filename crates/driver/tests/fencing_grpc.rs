@@ -302,3 +302,133 @@ async fn outages_fail_publish_closed() {
         .unwrap();
     h.stop().await;
 }
+
+/// A controller whose default backend has two storage addresses (multipath).
+async fn start_two_paths() -> Sandbox {
+    let dir = tempfile::tempdir().unwrap();
+    let o = SandboxOptions::default();
+    let sim = sandbox::start_sim(dir.path(), "default", &o).await.unwrap();
+    let mut settings = sim.settings.clone();
+    settings.nvme_addresses = Some(vec![
+        "10.0.1.2".parse().unwrap(),
+        "10.0.2.2".parse().unwrap(),
+    ]);
+    Sandbox::serve(dir, vec![sim], &[settings], None)
+        .await
+        .unwrap()
+}
+
+fn paths_of(ctx: &HashMap<String, String>) -> (&str, &str) {
+    (ctx["nvme_addresses"].as_str(), ctx["nvme_address"].as_str())
+}
+
+#[tokio::test]
+async fn publish_sends_nodes_only_to_storage_addresses_the_operator_configured() {
+    let mut h = start_two_paths().await;
+    let rwo = cap(Mode::SingleNodeWriter, false);
+    let v = create(&mut h, rwo.clone()).await;
+    assert_eq!(
+        v.volume_context[params::C_NVME_ADDRESSES],
+        "10.0.1.2,10.0.2.2"
+    );
+    assert_eq!(v.volume_context[params::C_NVME_ADDRESS], "10.0.1.2");
+    h.cluster
+        .add_pv("pv-data", &v.volume_id, Some(("apps", "data")));
+    let mut publish_with = async |ctx: HashMap<String, String>| {
+        let mut req = publish(&v, "node-a", rwo.clone());
+        req.volume_context = ctx;
+        h.controller
+            .controller_publish_volume(req)
+            .await
+            .map(|r| r.into_inner().publish_context)
+    };
+    let set = |kv: &[(&str, &str)]| {
+        let mut ctx = v.volume_context.clone();
+        ctx.remove(params::C_NVME_ADDRESSES);
+        ctx.remove(params::C_NVME_ADDRESS);
+        for (k, val) in kv {
+            ctx.insert(k.to_string(), val.to_string());
+        }
+        ctx
+    };
+
+    // What CreateVolume wrote: both paths, the port from the RDS's record of the export.
+    let got = publish_with(v.volume_context.clone()).await.unwrap();
+    assert_eq!(paths_of(&got), ("10.0.1.2,10.0.2.2", "10.0.1.2"));
+    assert_eq!(got["nvme_port"], v.volume_context[params::C_NVME_PORT]);
+    // A PV written by hand cannot add an address; nothing configured left: the backend's.
+    let forged = set(&[
+        ("nvmeAddresses", "10.0.2.2,192.0.2.66"),
+        ("nvmeAddress", "10.0.2.2"),
+    ]);
+    let got = publish_with(forged).await.unwrap();
+    assert_eq!(paths_of(&got), ("10.0.2.2", "10.0.2.2"));
+    let elsewhere = set(&[
+        ("nvmeAddresses", "192.0.2.66"),
+        ("nvmeAddress", "192.0.2.66"),
+    ]);
+    let got = publish_with(elsewhere).await.unwrap();
+    assert_eq!(paths_of(&got), ("10.0.1.2,10.0.2.2", "10.0.1.2"));
+    // A volume from before multipath (nvmeAddress and nvmePort, no list) keeps its address
+    // first and gains the backend's other path; a forged old one gets the backend's.
+    let old = set(&[("nvmeAddress", "10.0.2.2")]);
+    let got = publish_with(old).await.unwrap();
+    assert_eq!(paths_of(&got), ("10.0.2.2,10.0.1.2", "10.0.2.2"));
+    let old_forged = set(&[("nvmeAddress", "192.0.2.66")]);
+    let got = publish_with(old_forged).await.unwrap();
+    assert_eq!(paths_of(&got), ("10.0.1.2,10.0.2.2", "10.0.1.2"));
+    // Malformed: refused, naming the key.
+    let bad = set(&[("nvmeAddresses", "10.0.1.2,rds.example")]);
+    let e = publish_with(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("nvmeAddresses"), "{}", e.message());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_class_picks_a_subset_of_the_backends_paths_and_only_those() {
+    let mut h = start_two_paths().await;
+    let rwo = cap(Mode::SingleNodeWriter, false);
+    let request = |addresses: &str| pb::CreateVolumeRequest {
+        name: format!("pvc-{}", uuid::Uuid::new_v4()),
+        capacity_range: Some(pb::CapacityRange {
+            required_bytes: 1 << 30,
+            limit_bytes: 0,
+        }),
+        volume_capabilities: vec![rwo.clone()],
+        parameters: HashMap::from([(params::P_NVME_ADDRESSES.to_string(), addresses.to_string())]),
+        ..Default::default()
+    };
+    let v = h
+        .controller
+        .create_volume(request("10.0.2.2"))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(v.volume_context[params::C_NVME_ADDRESSES], "10.0.2.2");
+    assert_eq!(v.volume_context[params::C_NVME_ADDRESS], "10.0.2.2");
+    h.cluster.add_pv("pv-sub", &v.volume_id, None);
+    let got = h
+        .controller
+        .controller_publish_volume(publish(&v, "node-a", rwo.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .publish_context;
+    assert_eq!(paths_of(&got), ("10.0.2.2", "10.0.2.2"));
+
+    let e = h
+        .controller
+        .create_volume(request("10.0.2.2,10.0.3.2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(
+        e.message().contains("10.0.3.2") && e.message().contains("10.0.1.2,10.0.2.2"),
+        "names the address and the backend's list: {}",
+        e.message()
+    );
+    h.stop().await;
+}

@@ -317,6 +317,79 @@ impl NodeObserver for Seen {
     fn nvme_disconnected(&self, v: &str, _nqn: &str) {
         self.0.lock().unwrap().push(format!("disconnected {v}"));
     }
+    fn paths_changed(
+        &self,
+        v: &str,
+        _pvc: Option<(String, String)>,
+        live: usize,
+        total: usize,
+        missing: &[String],
+    ) {
+        let missing = missing.join(",");
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("paths {v} {live}/{total} [{missing}]"));
+    }
+}
+
+/// Per-volume path gauges live while the volume is staged and go with it; the counter counts
+/// only crossings from full redundancy to degraded; every report is forwarded.
+#[test]
+fn multipath_paths_are_per_volume_gauges_removed_at_unstage() {
+    let metrics = Metrics::new();
+    let seen = Arc::new(Seen::default());
+    let observer = metrics.node_observer(seen.clone());
+    let live = |v: &str| format!("rds_csi_node_volume_paths_live{{volume_id=\"{v}\"}}");
+    let total = |v: &str| format!("rds_csi_node_volume_paths{{volume_id=\"{v}\"}}");
+    let lost = "rds_csi_node_volume_redundancy_lost_total";
+
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains("# TYPE rds_csi_node_volume_paths_live gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE rds_csi_node_volume_paths gauge"),
+        "{text}"
+    );
+    assert_eq!(sample(&text, lost), Some(0.0));
+
+    let a = "default:pvc-a";
+    let b = "default:pvc-b";
+    let gone = ["10.0.2.2:4420".to_string()];
+    observer.paths_changed(a, None, 2, 2, &[]);
+    observer.paths_changed(b, None, 1, 2, &gone);
+    let text = metrics.encode().unwrap();
+    assert_eq!(sample(&text, &live(a)), Some(2.0), "{text}");
+    assert_eq!(sample(&text, &total(a)), Some(2.0), "{text}");
+    assert_eq!(sample(&text, &live(b)), Some(1.0), "{text}");
+    assert_eq!(sample(&text, lost), Some(1.0), "b was staged degraded");
+
+    observer.paths_changed(a, None, 1, 2, &gone);
+    observer.paths_changed(a, None, 0, 2, &gone);
+    observer.paths_changed(a, None, 2, 2, &[]);
+    observer.paths_changed(a, None, 1, 2, &gone);
+    let text = metrics.encode().unwrap();
+    assert_eq!(sample(&text, &live(a)), Some(1.0));
+    assert_eq!(
+        sample(&text, lost),
+        Some(3.0),
+        "two more crossings, not four reports"
+    );
+
+    observer.paths_changed(a, None, 0, 0, &[]);
+    observer.paths_changed(b, None, 0, 0, &[]);
+    let text = metrics.encode().unwrap();
+    assert!(
+        !text.contains("volume_id="),
+        "unstaged volumes leave no series:\n{text}"
+    );
+    assert_eq!(sample(&text, lost), Some(3.0));
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen.len(), 8);
+    assert_eq!(seen[1], "paths default:pvc-b 1/2 [10.0.2.2:4420]");
+    assert_eq!(seen[7], "paths default:pvc-b 0/0 []");
 }
 
 #[test]

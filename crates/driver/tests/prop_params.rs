@@ -26,6 +26,11 @@ const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-11111111
 const FILE: &str = "/storage-pool/metal-csi/pvc-11111111-1111-4111-8111-111111111111.img";
 
 fn backend(name: &str, dir: &str) -> Backend {
+    backend_at(name, dir, vec!["10.42.68.1".parse().unwrap()])
+}
+
+/// A backend whose storage addresses are `addresses`.
+fn backend_at(name: &str, dir: &str, addresses: Vec<IpAddr>) -> Backend {
     let dir = FilePath::new(dir).unwrap();
     Backend {
         name: name.into(),
@@ -33,7 +38,7 @@ fn backend(name: &str, dir: &str) -> Backend {
             Arc::new(ScriptedExec::new()),
             ClientConfig::default(),
         )),
-        nvme_address: "10.42.68.1".parse().unwrap(),
+        nvme_addresses: addresses,
         nvme_port: Port::new(4420).unwrap(),
         volume_path: dir.clone(),
         allowed_paths: vec![dir],
@@ -61,6 +66,7 @@ const KEYS: &[&str] = &[
     params::P_BACKEND,
     params::P_VOLUME_PATH,
     params::P_NVME_ADDRESS,
+    params::P_NVME_ADDRESSES,
     params::P_NVME_PORT,
     params::P_CTRL_LOSS_TMO,
     params::P_RECONNECT_DELAY,
@@ -148,7 +154,14 @@ proptest! {
         pad in prop::sample::select(vec!["", " ", "\t"]),
         pvc in "[a-z0-9-]{1,20}",
     ) {
-        let b = backends();
+        // The class may only name one of the backend's storage addresses.
+        let mut configured = vec!["10.42.68.1".parse::<IpAddr>().unwrap(), address];
+        configured.dedup();
+        let b = Backends::new(
+            "default",
+            vec![backend_at("default", "/storage-pool/metal-csi", configured)],
+        )
+        .unwrap();
         let mut map = HashMap::new();
         map.insert(params::P_CTRL_LOSS_TMO.to_string(), format!("{pad}{ctrl_loss}"));
         map.insert(params::P_RECONNECT_DELAY.to_string(), format!("{reconnect}{pad}"));
@@ -172,7 +185,7 @@ proptest! {
         prop_assert_eq!(i64::from(p.timeouts.reconnect_delay), reconnect);
         prop_assert_eq!(i64::from(p.timeouts.keep_alive_tmo), keep_alive);
         prop_assert_eq!(p.migration_timeout_secs.map(i64::from), Some(migration));
-        prop_assert_eq!(p.nvme_address, address);
+        prop_assert_eq!(&p.nvme_addresses, &vec![address]);
         prop_assert_eq!(p.allow_exec, allow_exec);
 
         let ctx = volume_context(&p, p.nvme_port.get(), NQN, FILE);

@@ -135,6 +135,11 @@ pub struct RdsArgs {
     /// is an IP address.
     #[arg(long, env = "RDS_NVME_ADDRESS")]
     pub nvme_address: Option<IpAddr>,
+    /// Every NVMe/TCP (storage network) address of the default RDS, comma-separated in order
+    /// of preference: one NVMe multipath path each (docs/multipath.md). With --nvme-address,
+    /// that must be the first of these.
+    #[arg(long, env = "RDS_NVME_ADDRESSES", value_delimiter = ',')]
+    pub nvme_addresses: Vec<IpAddr>,
     /// NVMe/TCP port for new volumes.
     #[arg(long, env = "RDS_NVME_PORT", default_value_t = 4420)]
     pub nvme_port: u16,
@@ -485,6 +490,53 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "rds-csi", &mut missing);
         assert!(missing.is_empty(), "undocumented: {missing:#?}");
+    }
+
+    /// `--nvme-addresses` (repeated or comma-separated) reaches the default backend's settings,
+    /// and a disagreeing `--nvme-address` is the backend's configuration error.
+    #[test]
+    fn storage_address_flags_reach_the_default_backend() {
+        let rds = |extra: &[&str]| {
+            let mut argv = vec!["rds-csi", "controller", "--rds-address", "10.0.0.2"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Controller(c) => c.rds,
+                _ => unreachable!(),
+            }
+        };
+        let addresses = |extra: &[&str]| {
+            let all = crate::run::settings_from(&rds(extra)).unwrap();
+            all[0]
+                .storage_addresses()
+                .map(|a| driver::params::format_addresses(&a))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(addresses(&[]).unwrap(), "10.0.0.2");
+        assert_eq!(
+            addresses(&["--nvme-address", "10.0.1.2"]).unwrap(),
+            "10.0.1.2"
+        );
+        let listed = ["--nvme-addresses", "10.0.1.2,10.0.2.2"];
+        assert_eq!(addresses(&listed).unwrap(), "10.0.1.2,10.0.2.2");
+        let repeated = [
+            "--nvme-addresses",
+            "10.0.1.2",
+            "--nvme-addresses",
+            "10.0.2.2",
+        ];
+        assert_eq!(addresses(&repeated).unwrap(), "10.0.1.2,10.0.2.2");
+        let e = addresses(&[
+            "--nvme-address",
+            "10.0.2.2",
+            "--nvme-addresses",
+            "10.0.1.2,10.0.2.2",
+        ])
+        .unwrap_err();
+        assert!(e.contains("disagree"), "{e}");
+        assert!(
+            Cli::try_parse_from(["rds-csi", "controller", "--nvme-addresses", "rds.local"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -653,6 +653,7 @@ pub fn settings_from(r: &RdsArgs) -> Result<Vec<BackendSettings>, CliError> {
             host_key: r.rds_host_key.clone(),
             insecure_skip_host_key_verify: r.rds_insecure_skip_verify,
             nvme_address: r.nvme_address,
+            nvme_addresses: Some(r.nvme_addresses.clone()).filter(|a| !a.is_empty()),
             nvme_port: r.nvme_port,
             volume_path: r.volume_base_path.clone(),
             extra_volume_paths: r.extra_volume_paths.clone(),

@@ -316,6 +316,9 @@ fn example_backends_file_parses() {
         backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
         ["rds2"]
     );
+    // It shows two storage paths (docs/multipath.md), and they pass the backend's rules.
+    let paths = backends[0].storage_addresses().unwrap();
+    assert_eq!(paths.len(), 2, "{paths:?}");
 }
 
 /// Every StorageClass parameter the driver accepts (each `pub const P_…` in

@@ -203,6 +203,7 @@ fn the_dashboard_covers_pool_operations_errors_attachments_and_nodes() {
         "rds_csi_fencing_attached_volumes",
         "rds_csi_node_nvme_subsystems",
         "rds_csi_node_stale_mounts_detected_total",
+        "rds_csi_node_volume_paths_live",
     ] {
         assert!(
             queries.iter().any(|q| metric_tokens(q).contains(needed)),

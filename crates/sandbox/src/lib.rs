@@ -101,6 +101,7 @@ pub async fn start_sim(
         host_key: Some(sim.host_key_fingerprint()),
         insecure_skip_host_key_verify: false,
         nvme_address: None,
+        nvme_addresses: None,
         nvme_port: 4420,
         volume_path: default_volume_path(),
         extra_volume_paths: vec!["/storage-pool/other".into()],

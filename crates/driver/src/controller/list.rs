@@ -27,7 +27,12 @@ impl ControllerService {
             .iter()
             .map(|(id, disk)| pb::list_volumes_response::Entry {
                 volume: Some(self.volume_of(id, disk)),
-                status: None,
+                // VOLUME_CONDITION is declared, so every entry carries one; published_node_ids
+                // stays empty (LIST_VOLUMES_PUBLISHED_NODES is not declared: COs ignore it).
+                status: Some(pb::list_volumes_response::VolumeStatus {
+                    published_node_ids: vec![],
+                    volume_condition: Some(super::lookup::condition(&id.backend, disk)),
+                }),
             })
             .collect();
         Ok(pb::ListVolumesResponse {
@@ -64,7 +69,11 @@ impl ControllerService {
             ctx.insert(params::C_BACKEND.to_string(), b.name.clone());
             ctx.insert(
                 params::C_NVME_ADDRESS.to_string(),
-                b.nvme_address.to_string(),
+                b.nvme_address().to_string(),
+            );
+            ctx.insert(
+                params::C_NVME_ADDRESSES.to_string(),
+                b.nvme_addresses_text(),
             );
         }
         if let Some(port) = disk.nvme_port {

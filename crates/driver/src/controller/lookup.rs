@@ -79,13 +79,79 @@ impl ControllerService {
         &self,
         req: pb::ControllerGetVolumeRequest,
     ) -> Result<pb::ControllerGetVolumeResponse> {
-        let (id, _backend, disk, _) = self.existing(&req.volume_id, Access::Report).await?;
+        let (id, backend, disk, _) = self.existing(&req.volume_id, Access::Report).await?;
         Ok(pb::ControllerGetVolumeResponse {
             volume: Some(self.volume_of(&id, &disk)),
             status: Some(pb::controller_get_volume_response::VolumeStatus {
                 published_node_ids: vec![],
-                volume_condition: None,
+                volume_condition: Some(condition(&backend.name, &disk)),
             }),
         })
+    }
+}
+
+/// What the controller can tell of a volume's health from the RDS's `/disk print` record
+/// (VOLUME_CONDITION): abnormal when nodes could not connect to the disk however healthy the
+/// network is, because its NVMe/TCP export is off or has no port. A volume whose disk is gone
+/// is not reported here: ControllerGetVolume answers NOT_FOUND and ListVolumes omits it, as
+/// CSI requires. What only a node can see (paths, mounts) is the node's VolumeCondition.
+pub(super) fn condition(backend: &str, disk: &Disk) -> pb::VolumeCondition {
+    let (abnormal, message) = if !disk.nvme_export {
+        (
+            true,
+            format!(
+                "the disk exists on backend {backend} but its NVMe/TCP export is off (nvme-tcp-export=no): no node can connect to it until it is exported again"
+            ),
+        )
+    } else if disk.nvme_port.is_none() {
+        (
+            true,
+            format!(
+                "the disk on backend {backend} is exported over NVMe/TCP without a port (no nvme-tcp-server-port): nodes cannot connect to it"
+            ),
+        )
+    } else {
+        (
+            false,
+            format!("the disk is on backend {backend} and exported over NVMe/TCP"),
+        )
+    };
+    pb::VolumeCondition { abnormal, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(fields: &str) -> Disk {
+        let line = format!(
+            "slot=pvc-1 type=file file-path=/storage-pool/metal-csi/pvc-1.img size=1073741824 {fields}"
+        );
+        routeros::disk::parse_disks(&line).unwrap().remove(0)
+    }
+
+    #[test]
+    fn a_disk_nodes_cannot_connect_to_is_abnormal_and_says_why() {
+        let ok = condition(
+            "rds1",
+            &disk(
+                "nvme-tcp-export=yes nvme-tcp-server-port=4420 nvme-tcp-server-nqn=nqn.2000-02.com.mikrotik:pvc-1",
+            ),
+        );
+        assert!(!ok.abnormal);
+        assert!(ok.message.contains("rds1"), "{}", ok.message);
+        let off = condition("rds1", &disk("nvme-tcp-export=no"));
+        assert!(off.abnormal);
+        assert!(off.message.contains("export is off"), "{}", off.message);
+        let no_port = condition(
+            "rds1",
+            &disk("nvme-tcp-export=yes nvme-tcp-server-nqn=nqn.2000-02.com.mikrotik:pvc-1"),
+        );
+        assert!(no_port.abnormal);
+        assert!(
+            no_port.message.contains("without a port"),
+            "{}",
+            no_port.message
+        );
     }
 }

@@ -54,6 +54,7 @@ const CAPABILITIES: &[RpcType] = &[
     RpcType::GetCapacity,
     RpcType::ExpandVolume,
     RpcType::GetVolume,
+    RpcType::VolumeCondition,
     RpcType::SingleNodeMultiWriter,
     RpcType::PublishUnpublishVolume,
     RpcType::CreateDeleteSnapshot,

@@ -28,7 +28,7 @@ pub use connect::{ClientSettings, client};
 pub use events::{EventRecorder, component};
 pub use kubelet_version::{check_kubelet_version, kubelet_version};
 pub use leader::{LeaderConfig, LeaderElector};
-pub use node_events::{NodeEvents, pv_name_of};
+pub use node_events::{NodeEvents, REASON_PATHS_DEGRADED, REASON_PATHS_RESTORED, pv_name_of};
 pub use node_watch::watch_nodes;
 pub use objects::OUT_OF_SERVICE_TAINT;
 pub use va_watch::{DEFAULT_GRACE as VA_FINISH_GRACE, watch_volume_attachments};

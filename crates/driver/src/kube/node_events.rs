@@ -1,23 +1,34 @@
 //! Node-side events: what the node plugin notices (stale mounts, recoveries, lost and restored
 //! NVMe connections, failed stages) posted as core/v1 Events on the volume's PVC, so an operator
-//! sees them with `kubectl describe pvc` instead of digging in node logs.
+//! sees them with `kubectl describe pvc` instead of digging in node logs. Multipath changes
+//! are posted only when a volume loses or regains full redundancy (`crate::redundancy`).
 
 use std::sync::Arc;
 
 use crate::fencing::cluster::{EventKind, VolumeEvent};
 use crate::kube::EventRecorder;
 use crate::node::NodeObserver;
+use crate::redundancy::{RedundancyTracker, Transition};
 use crate::volume_id::VolumeId;
+
+/// Event reasons for multipath redundancy, as `kubectl describe pvc` shows them.
+pub const REASON_PATHS_DEGRADED: &str = "MultipathDegraded";
+pub const REASON_PATHS_RESTORED: &str = "MultipathRestored";
 
 /// Posts node events and passes every notification on to `inner` (audit, metrics).
 pub struct NodeEvents {
     recorder: Arc<EventRecorder>,
     inner: Arc<dyn NodeObserver>,
+    redundancy: RedundancyTracker,
 }
 
 impl NodeEvents {
     pub fn new(recorder: Arc<EventRecorder>, inner: Arc<dyn NodeObserver>) -> Self {
-        NodeEvents { recorder, inner }
+        NodeEvents {
+            recorder,
+            inner,
+            redundancy: RedundancyTracker::default(),
+        }
     }
 
     /// Observer calls come from sync code inside the runtime; posting is async and must never
@@ -51,6 +62,35 @@ impl NodeEvents {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { recorder.post(&event).await });
         }
+    }
+}
+
+/// The event a paths report calls for, if any: (kind, reason, message).
+fn paths_event(
+    transition: Option<Transition>,
+    volume_id: &str,
+    live: usize,
+    total: usize,
+    missing: &[String],
+) -> Option<(EventKind, &'static str, String)> {
+    match transition? {
+        Transition::Lost => Some((
+            EventKind::Warning,
+            REASON_PATHS_DEGRADED,
+            format!(
+                "volume {volume_id}: NVMe/TCP multipath degraded on this node: {live} of {total} paths live, missing {}; I/O continues on the others",
+                if missing.is_empty() {
+                    "(not named)".to_string()
+                } else {
+                    missing.join(", ")
+                }
+            ),
+        )),
+        Transition::Regained => Some((
+            EventKind::Normal,
+            REASON_PATHS_RESTORED,
+            format!("volume {volume_id}: all {total} NVMe/TCP paths live again on this node"),
+        )),
     }
 }
 
@@ -139,6 +179,24 @@ impl NodeObserver for NodeEvents {
         );
         self.inner.stage_failed(volume_id, pvc, error);
     }
+
+    fn paths_changed(
+        &self,
+        volume_id: &str,
+        pvc: Option<(String, String)>,
+        live: usize,
+        total: usize,
+        missing: &[String],
+    ) {
+        let transition = self.redundancy.observe(volume_id, live, total);
+        if let Some((kind, reason, message)) =
+            paths_event(transition, volume_id, live, total, missing)
+        {
+            self.post(volume_id, pvc.clone(), kind, reason, message);
+        }
+        self.inner
+            .paths_changed(volume_id, pvc, live, total, missing);
+    }
 }
 
 #[cfg(test)]
@@ -157,5 +215,22 @@ mod tests {
         );
         assert_eq!(pv_name_of("default:pvc-short"), None);
         assert_eq!(pv_name_of("garbage"), None);
+    }
+
+    #[test]
+    fn paths_events_name_the_missing_paths_and_only_crossings_post() {
+        let missing = vec!["10.0.2.2:4420".to_string()];
+        let (kind, reason, msg) =
+            paths_event(Some(Transition::Lost), "default:pvc-1", 1, 2, &missing).unwrap();
+        assert_eq!((kind, reason), (EventKind::Warning, REASON_PATHS_DEGRADED));
+        assert!(
+            msg.contains("1 of 2 paths live") && msg.contains("10.0.2.2:4420"),
+            "{msg}"
+        );
+        let (kind, reason, msg) =
+            paths_event(Some(Transition::Regained), "default:pvc-1", 2, 2, &[]).unwrap();
+        assert_eq!((kind, reason), (EventKind::Normal, REASON_PATHS_RESTORED));
+        assert!(msg.contains("all 2"), "{msg}");
+        assert!(paths_event(None, "default:pvc-1", 1, 2, &missing).is_none());
     }
 }

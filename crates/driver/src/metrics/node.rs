@@ -13,12 +13,21 @@ use std::time::Duration;
 
 use nvme::{ControllerState, Health, ManagedPrefix, Subsystem, Sysfs};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
-use super::Metrics;
+use super::{AlwaysListed, Metrics};
 use crate::node::NodeObserver;
+use crate::redundancy::{RedundancyTracker, Transition};
+
+/// One series per staged volume: added by the first paths report, removed when the node says
+/// the volume is gone, so the label set is bounded by the volumes staged on the node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VolumeLabels {
+    volume_id: String,
+}
 
 /// Counts node events and forwards every call unchanged to the observer it wraps, so it can sit
 /// anywhere in the observer chain.
@@ -30,6 +39,10 @@ pub struct NodeEventMetrics {
     stale_detected: Counter,
     recovered: Counter,
     recovery_failed: Counter,
+    paths_live: Family<VolumeLabels, Gauge>,
+    paths: Family<VolumeLabels, Gauge>,
+    redundancy_lost: Counter,
+    redundancy: RedundancyTracker,
     inner: Arc<dyn NodeObserver>,
 }
 
@@ -44,6 +57,10 @@ impl NodeEventMetrics {
             stale_detected: Counter::default(),
             recovered: Counter::default(),
             recovery_failed: Counter::default(),
+            paths_live: Family::default(),
+            paths: Family::default(),
+            redundancy_lost: Counter::default(),
+            redundancy: RedundancyTracker::default(),
             inner,
         };
         metrics.register(
@@ -80,6 +97,21 @@ impl NodeEventMetrics {
             "node_stale_mount_recovery_failures",
             "Automatic stale-mount repairs that failed (each is retried with backoff)",
             m.recovery_failed.clone(),
+        );
+        metrics.register(
+            "node_volume_paths_live",
+            "NVMe/TCP paths of a staged volume that carry I/O now (multipath), per volume",
+            AlwaysListed(m.paths_live.clone()),
+        );
+        metrics.register(
+            "node_volume_paths",
+            "NVMe/TCP paths a staged volume is configured with (its storage addresses), per volume",
+            AlwaysListed(m.paths.clone()),
+        );
+        metrics.register(
+            "node_volume_redundancy_lost",
+            "Times a staged multipath volume went from every path live to some path missing (or was staged with one missing)",
+            m.redundancy_lost.clone(),
         );
         Arc::new(m)
     }
@@ -122,6 +154,31 @@ impl NodeObserver for NodeEventMetrics {
     fn nvme_disconnected(&self, volume_id: &str, nqn: &str) {
         self.disconnects.inc();
         self.inner.nvme_disconnected(volume_id, nqn);
+    }
+    fn paths_changed(
+        &self,
+        volume_id: &str,
+        pvc: Option<(String, String)>,
+        live: usize,
+        total: usize,
+        missing: &[String],
+    ) {
+        let labels = VolumeLabels {
+            volume_id: volume_id.to_string(),
+        };
+        if total == 0 {
+            self.paths_live.remove(&labels);
+            self.paths.remove(&labels);
+        } else {
+            let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.paths_live.get_or_create(&labels).set(gauge(live));
+            self.paths.get_or_create(&labels).set(gauge(total));
+        }
+        if self.redundancy.observe(volume_id, live, total) == Some(Transition::Lost) {
+            self.redundancy_lost.inc();
+        }
+        self.inner
+            .paths_changed(volume_id, pvc, live, total, missing);
     }
 }
 

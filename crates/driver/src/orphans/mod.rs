@@ -585,7 +585,7 @@ mod tests {
         let b = Backend {
             name: "default".into(),
             client: Arc::new(RdsClient::new(exec, config)),
-            nvme_address: "127.0.0.1".parse().unwrap(),
+            nvme_addresses: vec!["127.0.0.1".parse().unwrap()],
             nvme_port: routeros::Port::new(4420).unwrap(),
             volume_path: base.clone(),
             allowed_paths: vec![base],

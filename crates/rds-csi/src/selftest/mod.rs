@@ -349,14 +349,14 @@ fn context(a: &SelftestArgs) -> Result<Ctx, String> {
         .as_secs();
     let run = RunId::new(now);
     let node = if a.node {
-        let address = match s.nvme_address {
-            Some(ip) => ip,
-            None => s.address.parse().map_err(|_| {
-                format!(
-                    "--node needs the NVMe/TCP address: set --nvme-address ({:?} is not an IP address)",
-                    s.address
-                )
-            })?,
+        // The preferred storage address: the node half proves one path.
+        let address = match s.storage_addresses() {
+            Ok(a) => a[0],
+            Err(e) => {
+                return Err(format!(
+                    "--node needs the NVMe/TCP address (set --nvme-address or --nvme-addresses): {e}"
+                ));
+            }
         };
         let method = match a.nvme_connect_method.as_str() {
             "nvme-cli" => nvme::ConnectMethod::NvmeCli {
@@ -424,7 +424,8 @@ fn redactor(a: &SelftestArgs) -> Result<Redactor, String> {
         (s.address.clone(), "<rds-address>".to_string()),
         (format!("{}@", s.user), "<user>@".to_string()),
     ];
-    if let Some(ip) = s.nvme_address {
+    let listed = s.nvme_addresses.iter().flatten();
+    for ip in s.nvme_address.iter().chain(listed) {
         lits.push((ip.to_string(), "<nvme-address>".to_string()));
     }
     Ok(Redactor::new(lits))
