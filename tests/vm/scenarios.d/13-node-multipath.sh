@@ -264,7 +264,9 @@ mp_reload() { # Y|N
         && [ "$(cat /sys/module/nvme_core/parameters/multipath)" = "$1" ]
 }
 mp_paths n
-if [ -n "$(ls /sys/class/nvme 2>/dev/null)" ]; then
+mp_no_ctrls() { [ -z "$(ls /sys/class/nvme 2>/dev/null)" ]; }
+mp_wait 15 mp_no_ctrls
+if ! mp_no_ctrls; then
     fail mp.multipath-off "controllers left on the host, cannot reload nvme_core: $(ls /sys/class/nvme | tr '\n' ' ')"
 elif ! mp_reload N; then
     fail mp.multipath-off "could not reload nvme_core with multipath=N: $(cut -d' ' -f1 /proc/modules | grep nvme | tr '\n' ' ')"
@@ -288,7 +290,7 @@ else
         fail mp.multipath-off "$(err mp.create.n) $(err mp.stage.n) $(err mp.pub.n)"
     fi
     csi mp.delete.n delete-volume "$MP_VOL" > /dev/null 2>&1
-    if [ -z "$(ls /sys/class/nvme 2>/dev/null)" ] && mp_reload Y; then
+    if mp_wait 15 mp_no_ctrls && mp_reload Y; then
         log "multipath: nvme_core back to multipath=Y"
     else
         fail mp.multipath-restore "nvme_core not restored to multipath=Y: controllers $(ls /sys/class/nvme 2>/dev/null | tr '\n' ' ')"
