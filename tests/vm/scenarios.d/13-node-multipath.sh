@@ -224,6 +224,7 @@ csi mp.delete.a delete-volume "$MP_VOL" > /dev/null 2>&1
 mp_paths b
 if mp_create b && port_down $MP_A2; then
     if mp_stage b && mp_publish b && mp_live_at "$MP_NQN" $MP_A1 && [ -z "$(mp_ctrl_at "$MP_NQN" $MP_A2)" ]; then
+        echo "mp marker b" > "$MP_PUB/marker.txt" && sync
         mp_stats b.down
         if [ "$(mp_abnormal b.down)" = true ] && mp_message b.down | grep -q "$MP_A2:$PORT"; then
             pass mp.stage.one-down "staged over $MP_A1 alone; VolumeCondition: $(mp_message b.down | cut -c1-160)"
@@ -254,23 +255,30 @@ else
     fail mp.stage.one-down "$(err mp.create.b)"
 fi
 
-# ---- the kernel's multipath disabled: nvme_core reloaded with multipath=N (needs no NVMe
-# controller on the host), a two-path stage connects one path and says why; then back to Y.
+# ---- the kernel's multipath disabled: nvme_core is reloaded with multipath=N. nvmet uses
+# nvme_core too (passthru), so the target modules go as well: that needs no controller and no
+# exported subsystem on the host (the simulator recreates its ports on the next export). A
+# two-path stage then connects one path and says why; afterwards everything is reloaded with Y.
 mp_reload() { # Y|N
-    for m in nvme_tcp nvme_fabrics nvme_core; do
-        grep -q "^$m " /proc/modules && { rmmod "$m" || return 1; }
+    [ -z "$(ls "$CFG/subsystems" 2>/dev/null)" ] || { echo "subsystems exported: $(ls "$CFG/subsystems" | tr '\n' ' ')"; return 1; }
+    for p in "$CFG"/ports/*; do [ -d "$p" ] && { rmdir "$p" || return 1; }; done
+    for h in "$CFG"/hosts/*; do [ -d "$h" ] && { rmdir "$h" || return 1; }; done
+    for m in nvmet_tcp nvmet nvme_tcp nvme_fabrics nvme_core; do
+        grep -q "^$m " /proc/modules && { rmmod "$m" || { echo "rmmod $m failed"; return 1; }; }
     done
-    modprobe nvme_core multipath="$1" && modprobe nvme_tcp && modprobe nvme_fabrics \
-        && [ "$(cat /sys/module/nvme_core/parameters/multipath)" = "$1" ]
+    modprobe nvme_core multipath="$1" && modprobe nvme_fabrics && modprobe nvme_tcp \
+        && modprobe nvmet && modprobe nvmet_tcp \
+        && [ "$(cat /sys/module/nvme_core/parameters/multipath)" = "$1" ] \
+        && [ -d "$CFG/subsystems" ] && [ -e /dev/nvme-fabrics ]
 }
 mp_paths n
 mp_no_ctrls() { [ -z "$(ls /sys/class/nvme 2>/dev/null)" ]; }
 mp_wait 15 mp_no_ctrls
 if ! mp_no_ctrls; then
     fail mp.multipath-off "controllers left on the host, cannot reload nvme_core: $(ls /sys/class/nvme | tr '\n' ' ')"
-elif ! mp_reload N; then
-    fail mp.multipath-off "could not reload nvme_core with multipath=N: $(cut -d' ' -f1 /proc/modules | grep nvme | tr '\n' ' ')"
-    mp_reload Y
+elif ! why=$(mp_reload N); then
+    fail mp.multipath-off "could not reload nvme_core with multipath=N ($why): modules $(cut -d' ' -f1 /proc/modules | grep nvme | tr '\n' ' ')"
+    mp_reload Y > /dev/null
 else
     if mp_create n && mp_stage n && mp_publish n; then
         sleep 2
@@ -290,9 +298,9 @@ else
         fail mp.multipath-off "$(err mp.create.n) $(err mp.stage.n) $(err mp.pub.n)"
     fi
     csi mp.delete.n delete-volume "$MP_VOL" > /dev/null 2>&1
-    if mp_wait 15 mp_no_ctrls && mp_reload Y; then
+    if mp_wait 15 mp_no_ctrls && why=$(mp_reload Y); then
         log "multipath: nvme_core back to multipath=Y"
     else
-        fail mp.multipath-restore "nvme_core not restored to multipath=Y: controllers $(ls /sys/class/nvme 2>/dev/null | tr '\n' ' ')"
+        fail mp.multipath-restore "nvme_core not restored to multipath=Y ($why): controllers $(ls /sys/class/nvme 2>/dev/null | tr '\n' ' ')"
     fi
 fi

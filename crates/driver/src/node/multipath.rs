@@ -251,7 +251,7 @@ impl Inner {
         let previous = {
             let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
             let w = map.entry(rec.volume_id.clone()).or_default();
-            std::mem::replace(&mut w.live_paths, Some(report.live.clone()))
+            w.live_paths.replace(report.live.clone())
         };
         if previous.as_ref() == Some(&report.live) {
             return;

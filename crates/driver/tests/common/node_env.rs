@@ -148,6 +148,7 @@ impl Kernel {
         (c, name, dev)
     }
 
+    #[allow(dead_code)]
     /// Turns native multipath on or off (`/sys/module/nvme_core/parameters/multipath`).
     fn set_multipath(&self, on: bool) {
         self.multipath.store(on, Ordering::SeqCst);
@@ -156,6 +157,7 @@ impl Kernel {
         write(&p.join("multipath"), if on { "Y" } else { "N" });
     }
 
+    #[allow(dead_code)]
     fn refuse(&self, traddr: &str, refused: bool) {
         let mut r = self.refused.lock().unwrap();
         r.retain(|a| a != traddr);
@@ -483,6 +485,7 @@ impl Seen {
         self.0.lock().unwrap().iter().any(|s| s.starts_with(prefix))
     }
 
+    #[allow(dead_code)]
     fn all(&self, prefix: &str) -> Vec<String> {
         self.0
             .lock()
