@@ -52,9 +52,11 @@ echo "$U" > /etc/nvme/hostid
 export RDS_CSI_LOG=${RDS_CSI_LOG:-info}
 # JSON logs: the scenario reads the driver's own timestamps to split NodeStage into phases.
 export RDS_CSI_LOG_FORMAT=json
+# Two listen addresses, like an RDS's two interfaces: every disk is exported on 127.0.0.1 and
+# 127.0.0.2 (same TCP port), so a volume can be staged over two NVMe/TCP paths (multipath).
 rds-csi sim --listen 127.0.0.1:2222 --host-key-file /etc/rds/host_key \
     --authorized-keys /etc/rds/authorized_keys --storage-dir /srv/rds --capacity 8G \
-    --nvmet --nvmet-address 127.0.0.1 > /var/log/sim.log 2>&1 &
+    --nvmet --nvmet-address 127.0.0.1,127.0.0.2 > /var/log/sim.log 2>&1 &
 SIM_PID=$!
 i=0; until grep -q 'rds-sim listening' /var/log/sim.log 2>/dev/null; do
     i=$((i+1)); [ $i -lt 300 ] || break; sleep 0.1

@@ -74,28 +74,40 @@ mount_count() { awk -v p="$1" '$5 == p' /proc/self/mountinfo | wc -l; }
 live_ctrl() { for c in $(ctrls_of "$1"); do [ "$(state_of "$c")" = live ] && return 0; done; return 1; }
 
 # ---- target manipulation (what an RDS outage looks like to the initiator)
-port_dir() { # our TCP port's nvmet port directory
+# The simulator exports every disk on two addresses (127.0.0.1 and 127.0.0.2, one nvmet port
+# each, same TCP port); single-path volumes use 127.0.0.1. Helpers take the address, default
+# 127.0.0.1.
+port_dir() { # [addr] : the nvmet port directory of that address and our TCP port
     for p in "$CFG"/ports/*; do
-        [ "$(cat "$p/addr_trsvcid" 2>/dev/null)" = "$PORT" ] && { echo "$p"; return 0; }
+        [ "$(cat "$p/addr_trsvcid" 2>/dev/null)" = "$PORT" ] \
+            && [ "$(cat "$p/addr_traddr" 2>/dev/null)" = "${1:-127.0.0.1}" ] && { echo "$p"; return 0; }
     done
     return 1
 }
-port_down() { # removes the port: the initiator's reconnects are refused
-    P=$(port_dir) || return 1
-    PORT_ID=${P##*/}; PORT_LINKS=$(ls "$P/subsystems")
-    for s in $PORT_LINKS; do rm "$P/subsystems/$s"; done
-    rmdir "$P"
+port_down() { # [addr] : removes the port: the initiator's reconnects are refused
+    local a=${1:-127.0.0.1} P id links
+    P=$(port_dir "$a") || return 1
+    id=${P##*/}; links=$(ls "$P/subsystems")
+    for s in $links; do rm "$P/subsystems/$s"; done
+    rmdir "$P" || return 1
+    # Remembered per address so two ports can be down at once.
+    echo "$id" > "/tmp/port.$a.id"; echo "$links" > "/tmp/port.$a.links"
 }
-port_up() {
-    P=$CFG/ports/$PORT_ID; mkdir "$P"
+port_up() { # [addr]
+    local a=${1:-127.0.0.1} P
+    P=$CFG/ports/$(cat "/tmp/port.$a.id"); mkdir "$P" || return 1
     echo tcp > "$P/addr_trtype"; echo ipv4 > "$P/addr_adrfam"
-    echo 127.0.0.1 > "$P/addr_traddr"; echo "$PORT" > "$P/addr_trsvcid"
-    for s in $PORT_LINKS; do ln -s "$CFG/subsystems/$s" "$P/subsystems/$s"; done
+    echo "$a" > "$P/addr_traddr"; echo "$PORT" > "$P/addr_trsvcid"
+    for s in $(cat "/tmp/port.$a.links"); do ln -s "$CFG/subsystems/$s" "$P/subsystems/$s"; done
 }
-subsys_down() { # nqn: the subsystem disappears while the port stays
-    P=$(port_dir) || return 1
+subsys_down() { # nqn: the subsystem disappears while the ports stay
     SAVED_PATH=$(cat "$CFG/subsystems/$1/namespaces/1/device_path")
-    rm "$P/subsystems/$1"
+    SAVED_PORTS=""
+    for p in "$CFG"/ports/*; do
+        [ -L "$p/subsystems/$1" ] || continue
+        rm "$p/subsystems/$1"; SAVED_PORTS="$SAVED_PORTS $p"
+    done
+    [ -n "$SAVED_PORTS" ] || return 1
     echo 0 > "$CFG/subsystems/$1/namespaces/1/enable"
     rmdir "$CFG/subsystems/$1/namespaces/1" "$CFG/subsystems/$1"
 }
@@ -104,7 +116,7 @@ subsys_up() { # nqn
     mkdir "$S/namespaces/1"; echo "$SAVED_PATH" > "$S/namespaces/1/device_path"
     [ -e "$S/namespaces/1/buffered_io" ] && echo 1 > "$S/namespaces/1/buffered_io"
     echo 1 > "$S/namespaces/1/enable"
-    ln -s "$S" "$(port_dir)/subsystems/$1"
+    for p in $SAVED_PORTS; do ln -s "$S" "$p/subsystems/$1"; done
 }
 # io_works DIR SECONDS : a small synced write and a read finish within the deadline.
 io_works() {

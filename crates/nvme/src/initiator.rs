@@ -19,9 +19,9 @@ use crate::fabrics::{EALREADY, FabricsAnswer, FabricsDevice, FabricsFile};
 use crate::health::{Health, SubsystemReport, assess};
 use crate::host_identity::HostIdentity;
 use crate::nqn::{ManagedPrefix, Nqn};
-use crate::params::ConnectParams;
+use crate::params::{ConnectParams, TargetAddress};
 use crate::resolver::Resolver;
-use crate::sysfs::{Device, Subsystem, Sysfs};
+use crate::sysfs::{Device, Multipath, PathState, Subsystem, Sysfs, path_states};
 
 /// How connections are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +171,16 @@ impl Initiator {
         let device = Arc::clone(&self.fabrics);
         let path = device.path().to_path_buf();
         tracing::info!(nqn = %p.nqn, target = %p.target.ip(), port = p.target.port(), "connecting via fabrics");
-        // Keyed by NQN: a connect stuck on one target must not hold up another's.
+        // Keyed by NQN and address: a connect stuck on one target (or on one path of a
+        // multipath subsystem) must not hold up another's.
         let answer = deadline::blocking(
             "connect",
-            format!("{} for {}", path.display(), p.nqn),
+            format!(
+                "{} for {} via {}",
+                path.display(),
+                p.nqn,
+                std::net::SocketAddr::new(p.target.ip(), p.target.port())
+            ),
             self.cfg.connect_timeout,
             move || device.submit(&options),
         )
@@ -359,6 +365,30 @@ impl Initiator {
                 after: timeout,
             }),
         }
+    }
+
+    /// The kernel's native multipath setting (see [`Multipath`]).
+    pub async fn multipath(&self) -> Result<Multipath> {
+        self.scan("read nvme_core multipath", "nvme_core", |r| {
+            r.sysfs().multipath()
+        })
+        .await
+    }
+
+    /// The state of each configured path (`targets`, in order) of `nqn`: which controllers the
+    /// kernel has at that address. A host without the NQN reports every path absent.
+    pub async fn paths(&self, nqn: &Nqn, targets: &[TargetAddress]) -> Result<Vec<PathState>> {
+        let key = nqn.clone();
+        let targets = targets.to_vec();
+        self.scan("read paths", nqn.as_str(), move |r| {
+            let controllers = r
+                .sysfs()
+                .subsystem(key.as_str())?
+                .map(|s| s.controllers)
+                .unwrap_or_default();
+            Ok(path_states(&controllers, &targets))
+        })
+        .await
     }
 
     /// Health of one NQN; `None` when the host has no trace of it.

@@ -33,6 +33,6 @@ pub use nqn::{ManagedPrefix, Nqn};
 pub use params::{ConnectParams, CtrlLossTmo, TargetAddress};
 pub use resolver::Resolver;
 pub use sysfs::{
-    Controller, ControllerAddress, ControllerState, Device, Namespace, NamespaceKind, Subsystem,
-    Sysfs,
+    Controller, ControllerAddress, ControllerState, Device, Multipath, Namespace, NamespaceKind,
+    PathState, Subsystem, Sysfs, path_states,
 };

@@ -165,6 +165,86 @@ impl Subsystem {
     }
 }
 
+/// Whether the kernel's native NVMe multipath is on (`/sys/module/nvme_core/parameters/multipath`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Multipath {
+    /// `Y`: every path of a subsystem feeds one head block device (`nvmeSnN`).
+    Enabled,
+    /// `N` (`nvme_core.multipath=N`), or a kernel built without `CONFIG_NVME_MULTIPATH`: each
+    /// controller gets a block device of its own, so a second path would be a second device
+    /// for the same volume. `reason` says which, for logs and VolumeCondition.
+    Disabled { reason: String },
+    /// `nvme_core` is not loaded (no `/sys/module/nvme_core`): nothing can be said yet.
+    Unknown,
+}
+
+impl Multipath {
+    pub fn is_disabled(&self) -> bool {
+        matches!(self, Multipath::Disabled { .. })
+    }
+}
+
+/// One configured path (target address) of a subsystem and the controllers the kernel has
+/// for it right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathState {
+    pub target: crate::params::TargetAddress,
+    /// Controllers at this address (normally one), with their states.
+    pub controllers: Vec<(String, ControllerState)>,
+}
+
+impl PathState {
+    /// A controller of this path carries I/O.
+    pub fn is_live(&self) -> bool {
+        self.controllers.iter().any(|(_, s)| s.is_live())
+    }
+
+    /// No controller at all for this address (never connected, or deleted by the kernel or an
+    /// operator): only a new connect brings it back.
+    pub fn is_absent(&self) -> bool {
+        !self
+            .controllers
+            .iter()
+            .any(|(_, s)| s.is_live() || s.is_recovering())
+    }
+
+    /// `address:port` (IPv6 in brackets), as paths are named in reports.
+    pub fn name(&self) -> String {
+        std::net::SocketAddr::new(self.target.ip(), self.target.port()).to_string()
+    }
+
+    /// `address:port (nvme1=connecting)`, or `address:port (no controller)`.
+    pub fn describe(&self) -> String {
+        if self.controllers.is_empty() {
+            return format!("{} (no controller)", self.name());
+        }
+        let list: Vec<String> = self
+            .controllers
+            .iter()
+            .map(|(n, s)| format!("{n}={s}"))
+            .collect();
+        format!("{} ({})", self.name(), list.join(","))
+    }
+}
+
+/// The state of each of `targets` among `controllers` (one subsystem's), in `targets` order.
+pub fn path_states(
+    controllers: &[Controller],
+    targets: &[crate::params::TargetAddress],
+) -> Vec<PathState> {
+    targets
+        .iter()
+        .map(|t| PathState {
+            target: *t,
+            controllers: controllers
+                .iter()
+                .filter(|c| c.address.matches(t.ip(), t.port()))
+                .map(|c| (c.name.clone(), c.state.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
 /// The block device that carries an NQN's data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -243,6 +323,24 @@ impl Sysfs {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Native multipath setting of the loaded `nvme_core` (read on every call: the module can be
+    /// reloaded with another setting while the plugin runs).
+    pub fn multipath(&self) -> Result<Multipath> {
+        let module = self.root.join("module/nvme_core");
+        match read_attr(&module.join("parameters/multipath"))? {
+            Some(v) if matches!(v.as_str(), "Y" | "y" | "1") => Ok(Multipath::Enabled),
+            Some(v) => Ok(Multipath::Disabled {
+                reason: format!(
+                    "native NVMe multipath is disabled in the kernel (nvme_core.multipath={v})"
+                ),
+            }),
+            None if exists(&module)? => Ok(Multipath::Disabled {
+                reason: "the kernel's nvme_core has no multipath support (built without CONFIG_NVME_MULTIPATH)".into(),
+            }),
+            None => Ok(Multipath::Unknown),
+        }
     }
 
     /// `class/nvme/<ctrl>` — where `delete_controller` lives.

@@ -183,3 +183,62 @@ fn namespace_without_block_entry_is_not_a_device() {
     assert!(sub.namespaces.is_empty());
     assert!(sysfs(&s).device(VOL1).unwrap().is_none());
 }
+
+/// Two paths (controllers at two addresses) of one subsystem with native multipath: the device
+/// is the subsystem's head whichever path is live, and each configured path reports its own
+/// controllers and state; a deleted path is absent, not "connecting".
+#[test]
+fn two_paths_resolve_to_one_head_and_report_per_path_state() {
+    let s = FakeSys::new();
+    s.add_subsystem(3, VOL1);
+    s.add_controller(4, 3, VOL1, "live", "10.0.0.1", 4420);
+    s.add_controller(7, 3, VOL1, "connecting", "10.0.1.1", 4420);
+    s.add_multipath_ns(3, 1, 1, &[4, 7], 9);
+    let a = nvme::TargetAddress::parse("10.0.0.1", "4420").unwrap();
+    let b = nvme::TargetAddress::parse("10.0.1.1", "4420").unwrap();
+    let c = nvme::TargetAddress::parse("10.0.2.1", "4420").unwrap();
+
+    let sub = sysfs(&s).subsystem(VOL1).unwrap().unwrap();
+    assert_eq!(sub.controllers.len(), 2);
+    let d = sysfs(&s).device(VOL1).unwrap().unwrap();
+    assert_eq!(d.name, "nvme3n1");
+    assert_eq!(d.kind, NamespaceKind::MultipathHead);
+
+    let paths = nvme::path_states(&sub.controllers, &[a, b, c]);
+    assert!(paths[0].is_live() && !paths[0].is_absent());
+    assert!(!paths[1].is_live() && !paths[1].is_absent());
+    assert_eq!(paths[1].describe(), "10.0.1.1:4420 (nvme7=connecting)");
+    assert!(paths[2].is_absent());
+    assert_eq!(paths[2].describe(), "10.0.2.1:4420 (no controller)");
+
+    // The live path goes away entirely (6.12 deletes it); the head stays with the other path.
+    s.remove_controller(4);
+    s.set_state(7, "live");
+    let d = sysfs(&s).device(VOL1).unwrap().unwrap();
+    assert_eq!(d.name, "nvme3n1");
+    let sub = sysfs(&s).subsystem(VOL1).unwrap().unwrap();
+    let paths = nvme::path_states(&sub.controllers, &[a, b]);
+    assert!(paths[0].is_absent());
+    assert!(paths[1].is_live());
+    assert_eq!(paths[0].name(), "10.0.0.1:4420");
+}
+
+#[test]
+fn multipath_setting_is_read_from_nvme_core() {
+    let s = FakeSys::new();
+    assert_eq!(sysfs(&s).multipath().unwrap(), nvme::Multipath::Unknown);
+    let params = s.root().join("module/nvme_core/parameters");
+    std::fs::create_dir_all(&params).unwrap();
+    let m = sysfs(&s).multipath().unwrap();
+    assert!(m.is_disabled(), "{m:?}");
+    assert!(format!("{m:?}").contains("CONFIG_NVME_MULTIPATH"), "{m:?}");
+    std::fs::write(params.join("multipath"), "Y\n").unwrap();
+    assert_eq!(sysfs(&s).multipath().unwrap(), nvme::Multipath::Enabled);
+    std::fs::write(params.join("multipath"), "N\n").unwrap();
+    match sysfs(&s).multipath().unwrap() {
+        nvme::Multipath::Disabled { reason } => {
+            assert!(reason.contains("nvme_core.multipath=N"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

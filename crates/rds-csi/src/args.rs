@@ -376,9 +376,16 @@ pub struct SimArgs {
     /// configfs; needs root, the nvmet and nvmet-tcp modules, and --storage-dir).
     #[arg(long, env = "RDS_SIM_NVMET", requires = "storage_dir")]
     pub nvmet: bool,
-    /// Address the nvmet TCP ports listen on (what nodes connect to).
-    #[arg(long, env = "RDS_SIM_NVMET_ADDRESS", default_value = "127.0.0.1")]
-    pub nvmet_address: IpAddr,
+    /// Addresses the nvmet TCP ports listen on (what nodes connect to): one port per address,
+    /// every disk exported on each, like an RDS's several interfaces (NVMe/TCP multipath).
+    /// Comma-separated or repeated; the first is the preferred path.
+    #[arg(
+        long,
+        env = "RDS_SIM_NVMET_ADDRESS",
+        default_value = "127.0.0.1",
+        value_delimiter = ','
+    )]
+    pub nvmet_address: Vec<IpAddr>,
     /// Where configfs is mounted (holds the `nvmet` tree).
     #[arg(
         long,

@@ -39,11 +39,11 @@ pub async fn run(a: SimArgs) -> Result<(), CliError> {
     cfg.capacity_bytes = capacity_bytes;
     cfg.pool = a.pool.clone();
     if a.nvmet {
-        let mut n = rds_sim::NvmetConfig::new(a.nvmet_address);
+        let mut n = rds_sim::NvmetConfig::with_addresses(a.nvmet_address.clone());
         n.configfs = a.nvmet_configfs.clone();
         let exporter = rds_sim::NvmetExporter::new(n).map_err(CliError::Nvmet)?;
         cfg.exporter = std::sync::Arc::new(exporter);
-        info!(address = %a.nvmet_address, "exporting disks through the Linux NVMe target");
+        info!(addresses = ?a.nvmet_address, "exporting disks through the Linux NVMe target");
     }
     let sim = rds_sim::Sim::start(cfg).await.map_err(CliError::SimStart)?;
     info!(listen = %sim.addr(), fingerprint = %sim.host_key_fingerprint(), "RouterOS simulator listening");

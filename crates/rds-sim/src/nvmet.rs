@@ -14,6 +14,11 @@
 //! <configfs>/nvmet/ports/<id>/subsystems/<nqn> -> ../../../subsystems/<nqn>
 //! ```
 //!
+//! With several listen addresses (an RDS with several network ports, for NVMe/TCP multipath)
+//! there is one port per address and disk port, and every exported subsystem is linked into
+//! each: the initiator sees one subsystem through several controllers. [`NvmetExporter::set_path`]
+//! takes one address's link away and puts it back, which is what a path outage looks like.
+//!
 //! Every filesystem operation runs with a deadline: configfs writes go straight into the kernel
 //! target, which can block (a port draining connections, a wedged backing device), and the
 //! simulator answers SSH commands while holding its model lock.
@@ -40,8 +45,9 @@ const DEFAULT_PORT: u16 = 4420;
 pub struct NvmetConfig {
     /// Mount point of configfs (normally `/sys/kernel/config`).
     pub configfs: PathBuf,
-    /// Address the TCP ports listen on (`addr_traddr`).
-    pub traddr: IpAddr,
+    /// Addresses the TCP ports listen on (`addr_traddr`), one port per address and disk port;
+    /// never empty. The first is the preferred path.
+    pub traddrs: Vec<IpAddr>,
     /// Deadline for each single configfs operation.
     pub op_timeout: Duration,
 }
@@ -49,9 +55,24 @@ pub struct NvmetConfig {
 impl NvmetConfig {
     /// `/sys/kernel/config`, the given listen address, 10 s per operation.
     pub fn new(traddr: IpAddr) -> NvmetConfig {
+        NvmetConfig::with_addresses(vec![traddr])
+    }
+
+    /// Like [`NvmetConfig::new`], listening on every address in `traddrs` (duplicates dropped,
+    /// order kept; an empty list means 127.0.0.1).
+    pub fn with_addresses(traddrs: Vec<IpAddr>) -> NvmetConfig {
+        let mut unique: Vec<IpAddr> = Vec::with_capacity(traddrs.len());
+        for a in traddrs {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        if unique.is_empty() {
+            unique.push(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        }
         NvmetConfig {
             configfs: PathBuf::from("/sys/kernel/config"),
-            traddr,
+            traddrs: unique,
             op_timeout: Duration::from_secs(10),
         }
     }
@@ -280,11 +301,45 @@ impl NvmetExporter {
             self.write(&ns.join("buffered_io"), "1")?;
         }
         self.write(&ns.join("enable"), "1")?;
-        let port_dir = self.ensure_port(port)?;
-        let links = port_dir.join("subsystems");
-        self.mkdir(&links)?;
-        self.symlink(&subsys, &links.join(nqn))?;
-        tracing::info!(%nqn, port, backing = %backing, port_dir = %port_dir.display(), "nvmet: exported");
+        for traddr in self.cfg.traddrs.clone() {
+            let port_dir = self.ensure_port(traddr, port)?;
+            let links = port_dir.join("subsystems");
+            self.mkdir(&links)?;
+            self.symlink(&subsys, &links.join(nqn))?;
+            tracing::info!(%nqn, %traddr, port, backing = %backing, port_dir = %port_dir.display(), "nvmet: exported");
+        }
+        Ok(())
+    }
+
+    /// Takes the path through `traddr` away from an exported subsystem (`up == false`: its link
+    /// into that address's port is removed, so the kernel target drops the controllers of that
+    /// path and refuses new ones) or gives it back (`up == true`). Other paths and other
+    /// subsystems on the same port are untouched. Idempotent.
+    pub fn set_path(&self, nqn: &str, traddr: IpAddr, port: u16, up: bool) -> Result<(), SimError> {
+        checked_name("NQN", nqn)?;
+        if !self.cfg.traddrs.contains(&traddr) {
+            return Err(SimError::NvmetRefused(format!(
+                "{traddr} is not one of the exporter's listen addresses"
+            )));
+        }
+        let subsys = self.subsystem_dir(nqn);
+        if !self.exists(&subsys)? {
+            return Err(SimError::NvmetRefused(format!("{nqn} is not exported")));
+        }
+        let links = self.ensure_port(traddr, port)?.join("subsystems");
+        let link = links.join(nqn);
+        match (up, self.exists(&link)?) {
+            (true, false) => {
+                self.mkdir(&links)?;
+                self.symlink(&subsys, &link)?;
+                tracing::info!(%nqn, %traddr, port, "nvmet: path restored");
+            }
+            (false, true) => {
+                self.unlink(&link)?;
+                tracing::info!(%nqn, %traddr, port, "nvmet: path removed");
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -339,12 +394,12 @@ impl NvmetExporter {
         Ok(())
     }
 
-    /// The port listening on our address and `port`, created when missing. Ports are shared by
-    /// every disk on the same TCP port, as on an RDS.
-    fn ensure_port(&self, port: u16) -> Result<PathBuf, SimError> {
+    /// The port listening on `addr` and `port`, created when missing. Ports are shared by
+    /// every disk on the same address and TCP port, as on an RDS.
+    fn ensure_port(&self, addr: IpAddr, port: u16) -> Result<PathBuf, SimError> {
         let _guard = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
         let ports = self.nvmet().join("ports");
-        let traddr = self.cfg.traddr.to_string();
+        let traddr = addr.to_string();
         let trsvcid = port.to_string();
         let ids = self.list(&ports)?;
         for id in &ids {
@@ -364,11 +419,7 @@ impl NvmetExporter {
             .ok_or_else(|| SimError::NvmetRefused("every nvmet port id is in use".into()))?;
         let dir = ports.join(&id);
         self.mkdir(&dir)?;
-        let adrfam = if self.cfg.traddr.is_ipv4() {
-            "ipv4"
-        } else {
-            "ipv6"
-        };
+        let adrfam = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
         let setup = self
             .write(&dir.join("addr_trtype"), "tcp")
             .and_then(|()| self.write(&dir.join("addr_adrfam"), adrfam))
@@ -583,6 +634,69 @@ mod tests {
             .unwrap();
         assert!(p.join("subsystems").join(NQN).is_symlink());
         assert!(!root.path().join("nvmet/ports/4420").exists());
+    }
+
+    fn port_of(root: &Path, traddr: &str, port: u16) -> PathBuf {
+        let ports = root.join("nvmet/ports");
+        std::fs::read_dir(&ports)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                attr(p.join("addr_traddr")) == traddr
+                    && attr(p.join("addr_trsvcid")) == port.to_string()
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn several_addresses_export_every_disk_on_each_and_a_path_can_be_taken_away() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = NvmetConfig::with_addresses(vec![
+            "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        ]);
+        assert_eq!(cfg.traddrs.len(), 2, "duplicates dropped");
+        cfg.configfs = root.path().to_path_buf();
+        let x = NvmetExporter::new_plain_dir(cfg).unwrap();
+        let b = root.path().join("a.img");
+        x.export(&disk("pvc-a", NQN, 4420), Some(&b)).unwrap();
+        x.export(&disk("pvc-b", "nqn.x:pvc-b", 4420), Some(&b))
+            .unwrap();
+        let p1 = port_of(root.path(), "127.0.0.1", 4420);
+        let p2 = port_of(root.path(), "127.0.0.2", 4420);
+        assert_ne!(p1, p2);
+        for p in [&p1, &p2] {
+            assert!(
+                p.join("subsystems").join(NQN).is_symlink(),
+                "{}",
+                p.display()
+            );
+            assert!(p.join("subsystems/nqn.x:pvc-b").is_symlink());
+        }
+        let two: IpAddr = "127.0.0.2".parse().unwrap();
+        x.set_path(NQN, two, 4420, false).unwrap();
+        x.set_path(NQN, two, 4420, false).unwrap();
+        assert!(!p2.join("subsystems").join(NQN).is_symlink());
+        assert!(
+            p2.join("subsystems/nqn.x:pvc-b").is_symlink(),
+            "other disks keep the path"
+        );
+        assert!(
+            p1.join("subsystems").join(NQN).is_symlink(),
+            "the other path stays"
+        );
+        x.set_path(NQN, two, 4420, true).unwrap();
+        x.set_path(NQN, two, 4420, true).unwrap();
+        assert!(p2.join("subsystems").join(NQN).is_symlink());
+        assert!(
+            x.set_path(NQN, "10.9.9.9".parse().unwrap(), 4420, true)
+                .is_err()
+        );
+        assert!(x.set_path("nqn.x:none", two, 4420, true).is_err());
+        x.unexport(NQN).unwrap();
+        assert!(!p1.join("subsystems").join(NQN).is_symlink());
+        assert!(!p2.join("subsystems").join(NQN).is_symlink());
     }
 
     #[test]

@@ -78,10 +78,10 @@ fi
 if nb_create c; then
     # shellcheck disable=SC2086
     if csi nb.stage.c node-stage "$NB_VOL" --staging-path "$NB_STAGE" --fs-type ext4 $NB_CTX \
-        --context=nvmeAddress=127.0.0.2 --publish-context "nvme_address=127.0.0.1" \
+        --context=nvmeAddress=127.0.0.9 --publish-context "nvme_address=127.0.0.1" \
         --publish-context "nvme_port=$PORT" --publish-context "nvme_nqn=$NB_NQN" \
         && [ "$(mount_count "$NB_STAGE")" = 1 ] && live_ctrl "$NB_NQN"; then
-        pass node.publish-context "staged through publish_context's 127.0.0.1:$PORT although volume_context says 127.0.0.2"
+        pass node.publish-context "staged through publish_context's 127.0.0.1:$PORT although volume_context says 127.0.0.9 (nothing listens there)"
     else
         fail node.publish-context "$(err nb.stage.c) mounts=$(mount_count "$NB_STAGE")"
     fi

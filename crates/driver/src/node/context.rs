@@ -20,8 +20,33 @@ use crate::volume_id::VolumeId;
 /// Connect parameters and per-volume policy from volume_context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageContext {
+    /// Connect parameters of the preferred (first) path.
     pub params: ConnectParams,
+    /// Every NVMe/TCP path of the volume, preferred first (multipath); `params.target` is the
+    /// first. One entry for a single-address volume.
+    pub targets: Vec<TargetAddress>,
     pub allow_exec: bool,
+    /// (namespace, name) of the PVC when the provisioner passed it, for events.
+    pub pvc: Option<(String, String)>,
+}
+
+impl StageContext {
+    /// The connect parameters of each path, in order: the same NQN, host identity and
+    /// timeouts, one target address each.
+    pub fn path_params(&self) -> Vec<ConnectParams> {
+        paths_of(&self.params, &self.targets)
+    }
+}
+
+/// `base` once per target address (see [`StageContext::path_params`]).
+pub fn paths_of(base: &ConnectParams, targets: &[TargetAddress]) -> Vec<ConnectParams> {
+    targets
+        .iter()
+        .map(|t| ConnectParams {
+            target: *t,
+            ..base.clone()
+        })
+        .collect()
 }
 
 fn invalid(msg: impl Into<String>) -> DriverError {
@@ -53,6 +78,48 @@ fn connect_value<'a>(
         .or_else(|| present(ctx, key).map(|v| (v, format!("volume_context {key}"))))
 }
 
+/// The addresses of every path and where they came from: publish_context `nvme_addresses`,
+/// else publish_context `nvme_address`, else volume_context `nvmeAddresses`, else volume_context
+/// `nvmeAddress` (a volume created before multipath, or by an old controller). The lists are
+/// validated by the one parser the controller writes them with.
+fn addresses_of(
+    ctx: &HashMap<String, String>,
+    publish: &HashMap<String, String>,
+) -> Option<Result<(Vec<std::net::IpAddr>, String)>> {
+    let present = |m: &HashMap<String, String>, k: &str| {
+        m.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let list =
+        |v: String, from: String| Some(params::parse_addresses(&from, &v).map(|a| (a, from)));
+    let single = |v: String, from: String| {
+        Some(
+            v.parse::<std::net::IpAddr>()
+                .map(|ip| (vec![ip], from.clone()))
+                .map_err(|_| {
+                    invalid(format!(
+                        "{from}: invalid IP address {v:?}: not an IPv4/IPv6 literal"
+                    ))
+                }),
+        )
+    };
+    let pc = crate::controller::PC_NVME_ADDRESSES;
+    if let Some(v) = present(publish, pc) {
+        return list(v, format!("publish_context {pc}"));
+    }
+    let pc = crate::controller::PC_NVME_ADDRESS;
+    if let Some(v) = present(publish, pc) {
+        return single(v, format!("publish_context {pc}"));
+    }
+    let vc = params::C_NVME_ADDRESSES;
+    if let Some(v) = present(ctx, vc) {
+        return list(v, format!("volume_context {vc}"));
+    }
+    let vc = params::C_NVME_ADDRESS;
+    present(ctx, vc).and_then(|v| single(v, format!("volume_context {vc}")))
+}
+
 /// [`stage_context_with`] without a publish_context.
 pub fn stage_context(
     ctx: &HashMap<String, String>,
@@ -69,9 +136,16 @@ pub fn stage_context_with(
     publish: &HashMap<String, String>,
     prefix: &ManagedPrefix,
 ) -> Result<StageContext> {
+    let addresses = addresses_of(ctx, publish);
     let missing: Vec<&str> = [params::C_NQN, params::C_NVME_ADDRESS, params::C_NVME_PORT]
         .into_iter()
-        .filter(|k| connect_value(k, ctx, publish).is_none())
+        .filter(|k| {
+            if *k == params::C_NVME_ADDRESS {
+                addresses.is_none()
+            } else {
+                connect_value(k, ctx, publish).is_none()
+            }
+        })
         .collect();
     if !missing.is_empty() {
         return Err(invalid(format!(
@@ -87,10 +161,16 @@ pub fn stage_context_with(
             "{nqn_from} {nqn} is not under the managed prefix {prefix}; this node only attaches volumes it may also detach"
         )));
     }
-    let ((addr, addr_from), (port, port_from)) =
-        (get(params::C_NVME_ADDRESS), get(params::C_NVME_PORT));
-    let target = TargetAddress::parse(addr, port)
+    let (ips, addr_from) = addresses.unwrap_or_else(|| Err(invalid("no address")))?;
+    let (port, port_from) = get(params::C_NVME_PORT);
+    let targets = ips
+        .iter()
+        .map(|ip| TargetAddress::parse(&ip.to_string(), port))
+        .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("{addr_from}/{port_from}: {e}")))?;
+    let Some(target) = targets.first().copied() else {
+        return Err(invalid(format!("{addr_from} lists no address")));
+    };
     let mut p = ConnectParams::new(nqn, target);
     if let Some(v) = ctx.get(params::C_CTRL_LOSS_TMO) {
         let n = int(params::C_CTRL_LOSS_TMO, v)?;
@@ -124,9 +204,17 @@ pub fn stage_context_with(
         None => false,
         Some(v) => params::parse_bool(params::C_ALLOW_EXEC, v)?,
     };
+    let pvc = match (ctx.get(params::PVC_NAMESPACE), ctx.get(params::PVC_NAME)) {
+        (Some(ns), Some(name)) if !ns.is_empty() && !name.is_empty() => {
+            Some((ns.clone(), name.clone()))
+        }
+        _ => None,
+    };
     Ok(StageContext {
         params: p,
+        targets,
         allow_exec,
+        pvc,
     })
 }
 
@@ -347,6 +435,77 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{key}={bad}");
             assert!(e.to_string().contains("publish_context"), "{e}");
         }
+    }
+
+    #[test]
+    fn every_path_is_read_with_publish_context_first_and_single_keys_as_fallback() {
+        let ips = |c: &StageContext| -> Vec<String> {
+            c.targets.iter().map(|t| t.ip().to_string()).collect()
+        };
+        let vc = ctx(&[
+            ("nqn", NQN),
+            ("nvmeAddress", "10.0.0.1"),
+            ("nvmeAddresses", "10.0.0.1,10.0.1.1"),
+            ("nvmePort", "4420"),
+            ("csi.storage.k8s.io/pvc/namespace", "apps"),
+            ("csi.storage.k8s.io/pvc/name", "data"),
+        ]);
+        let c = stage_context(&vc, &prefix()).unwrap();
+        assert_eq!(ips(&c), ["10.0.0.1", "10.0.1.1"]);
+        assert_eq!(c.params.target, c.targets[0]);
+        assert!(c.targets.iter().all(|t| t.port() == 4420));
+        assert_eq!(c.pvc, Some(("apps".into(), "data".into())));
+        assert_eq!(c.path_params().len(), 2);
+        assert_eq!(c.path_params()[1].target.ip().to_string(), "10.0.1.1");
+        assert_eq!(c.path_params()[1].nqn, c.params.nqn);
+
+        // publish_context's single address (an old controller) wins over volume_context's list.
+        let c = stage_context_with(&vc, &ctx(&[("nvme_address", "10.0.9.9")]), &prefix()).unwrap();
+        assert_eq!(ips(&c), ["10.0.9.9"]);
+        // publish_context's list wins over everything.
+        let pc = ctx(&[
+            ("nvme_address", "10.0.9.9"),
+            ("nvme_addresses", "10.0.9.9,10.0.8.8"),
+            ("nvme_port", "4421"),
+        ]);
+        let c = stage_context_with(&vc, &pc, &prefix()).unwrap();
+        assert_eq!(ips(&c), ["10.0.9.9", "10.0.8.8"]);
+        assert!(c.targets.iter().all(|t| t.port() == 4421));
+
+        // A single address keeps working unchanged, and its volume has no PVC identity.
+        let old = ctx(&[
+            ("nqn", NQN),
+            ("nvmeAddress", "10.0.0.1"),
+            ("nvmePort", "4420"),
+        ]);
+        let c = stage_context(&old, &prefix()).unwrap();
+        assert_eq!(ips(&c), ["10.0.0.1"]);
+        assert_eq!(c.pvc, None);
+        // Only the list: enough.
+        let only = ctx(&[
+            ("nqn", NQN),
+            ("nvmeAddresses", "10.0.0.1,10.0.0.2"),
+            ("nvmePort", "4420"),
+        ]);
+        assert_eq!(ips(&stage_context(&only, &prefix()).unwrap()).len(), 2);
+
+        for (key, bad) in [
+            ("nvmeAddresses", "10.0.0.1,10.0.0.1"),
+            ("nvmeAddresses", "10.0.0.1,,10.0.0.2"),
+            ("nvmeAddresses", "10.0.0.1,rds.local"),
+        ] {
+            let mut c = old.clone();
+            c.insert(key.into(), bad.into());
+            let e = stage_context(&c, &prefix()).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad}");
+            assert!(e.to_string().contains("nvmeAddresses"), "{e}");
+        }
+        let e = stage_context_with(&old, &ctx(&[("nvme_addresses", "10.0.0.1,x")]), &prefix())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("publish_context nvme_addresses"),
+            "{e}"
+        );
     }
 
     #[test]

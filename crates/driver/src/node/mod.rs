@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 mod expand;
 pub mod monitor;
+mod multipath;
 pub mod observer;
 pub mod paths;
 mod publish;
@@ -69,6 +70,8 @@ pub(crate) struct Watch {
     /// Consecutive failed recoveries, for the backoff.
     pub failures: u32,
     pub next_try: Option<tokio::time::Instant>,
+    /// The live paths (`address:port`) last reported to the observer.
+    pub live_paths: Option<Vec<String>>,
 }
 
 pub(crate) struct Inner {

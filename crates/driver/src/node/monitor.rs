@@ -120,6 +120,8 @@ impl Inner {
                 VolumeCheck::Failed(msg)
             }
         };
+        // Multipath: report a change of the live path set (and the first view after a start).
+        self.report_paths(&rec).await;
         let policy = self.cfg.recovery.clone();
         let failed = matches!(check, VolumeCheck::Failed(_));
         self.update_watch(&id, |w| {

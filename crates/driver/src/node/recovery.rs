@@ -78,6 +78,7 @@ impl Inner {
     /// Checks one staged volume and repairs what can be repaired. The caller holds the lock.
     pub(crate) async fn recover(&self, rec: &StagedVolume) -> Result<RecoveryOutcome> {
         let p = rec.connect_params()?;
+        let paths = rec.path_params()?;
         let nqn = &p.nqn;
         let mut done = Vec::new();
         let health = self
@@ -86,31 +87,53 @@ impl Inner {
             .await
             .map_err(|e| nvme_err(&format!("reading the state of {nqn}"), e))?;
         match health {
-            Some(Health::Healthy) => {}
+            Some(Health::Healthy) => {
+                // Per path: one whose controller is gone (never connected at stage, or deleted
+                // by the kernel) is connected again; the head device, and so every mount, stays.
+                if paths.len() > 1 {
+                    match self.connect_paths(&paths).await {
+                        Ok(c) if !c.connected.is_empty() => done.push(format!(
+                            "reconnected NVMe/TCP path(s) {} (their controllers were gone)",
+                            c.connected.join(", ")
+                        )),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(volume = %rec.volume_id, error = %e, "reconnecting missing paths")
+                        }
+                    }
+                }
+            }
             Some(Health::Recovering { controllers }) => {
+                // A path that has no controller at all may bring the volume back sooner than
+                // the reconnecting ones.
+                if paths.len() > 1
+                    && let Ok(c) = self.connect_paths(&paths).await
+                    && !c.connected.is_empty()
+                {
+                    tracing::info!(volume = %rec.volume_id, paths = ?c.connected, "reconnected NVMe/TCP path(s) while the others reconnect");
+                }
                 let list: Vec<String> = controllers
                     .iter()
                     .map(|(n, s)| format!("{n}={s}"))
                     .collect();
-                return Ok(RecoveryOutcome::Waiting(format!(
-                    "controller not live, kernel reconnecting ({})",
-                    list.join(",")
-                )));
+                if !matches!(self.initiator.health(nqn).await, Ok(Some(Health::Healthy))) {
+                    return Ok(RecoveryOutcome::Waiting(format!(
+                        "controller not live, kernel reconnecting ({})",
+                        list.join(",")
+                    )));
+                }
             }
             Some(Health::Orphaned(reason)) => {
-                self.initiator
-                    .repair(&p)
-                    .await
-                    .map_err(|e| nvme_err(&format!("reconnecting orphaned {nqn}"), e))?;
+                // connect_paths disconnects the orphan, then connects every path.
+                self.connect_paths(&paths).await.map_err(|e| {
+                    DriverError::Unavailable(format!("reconnecting orphaned {nqn}: {e}"))
+                })?;
                 done.push(format!("reconnected orphaned subsystem ({reason})"));
             }
             None => {
                 // Kernel 6.12 deletes the controller when the subsystem disappears on the target,
                 // whatever ctrl_loss_tmo says; only the remembered parameters can bring it back.
-                self.initiator
-                    .connect(&p)
-                    .await
-                    .map_err(|e| nvme_err(&format!("reconnecting {nqn}"), e))?;
+                self.connect_paths(&paths).await?;
                 done.push("reconnected (the controller had been deleted)".to_string());
             }
         }

@@ -21,7 +21,7 @@ use mount::{
     DevNum, DeviceRef, FormatOutcome, FsType, GrowOutcome, InUseQuery, MountOptions, MountOutcome,
     NodeKind, OptionPolicy,
 };
-use nvme::{ConnectOutcome, ConnectParams, Device, Health, Nqn, RepairOutcome};
+use nvme::{ConnectParams, Device, Nqn};
 
 use super::context::{self, Access, required};
 use super::paths;
@@ -140,7 +140,9 @@ impl Inner {
             )));
         }
         sysio::inspect(&self.cfg.kubelet_dir, &staging, self.cfg.deadlines.syscall).await?;
-        let mut record = StagedVolume::new(volume_id, &sc.params, &staging, kind, sc.allow_exec);
+        let mut record = StagedVolume::new(volume_id, &sc.params, &staging, kind, sc.allow_exec)
+            .with_paths(&sc.targets)
+            .with_pvc(sc.pvc.clone());
         if let Some(prev) = &previous {
             record.published = prev.published.clone();
         }
@@ -154,7 +156,13 @@ impl Inner {
                 // The mount predates this call, so a failure leaves it for the next retry.
                 self.grow_staged(volume_id, &nqn, &staging, *fs).await?;
             }
-            self.remember(record).await;
+            // Paths added to the volume since (or missing) are connected; none failing fails
+            // a stage whose mount works.
+            if let Err(e) = self.connect_paths(&sc.path_params()).await {
+                tracing::warn!(volume = volume_id, error = %e, "connecting the volume's paths");
+            }
+            self.remember(record.clone()).await;
+            self.report_paths(&record).await;
             return Ok(pb::NodeStageVolumeResponse {});
         }
 
@@ -162,7 +170,7 @@ impl Inner {
         let device = match self
             .attach(
                 volume_id,
-                &sc.params,
+                &sc.path_params(),
                 &staging,
                 fs_opts.as_ref(),
                 read_only,
@@ -173,8 +181,9 @@ impl Inner {
             Ok(device) => device,
             Err(e) => return Err(self.roll_back(done, &nqn, &staging, e).await),
         };
-        tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), "staged");
-        self.remember(record).await;
+        tracing::info!(volume = volume_id, nqn = %nqn, device = %device.path.display(), staging = %staging.display(), paths = sc.targets.len(), "staged");
+        self.remember(record.clone()).await;
+        self.report_paths(&record).await;
         Ok(pb::NodeStageVolumeResponse {})
     }
 
@@ -183,16 +192,23 @@ impl Inner {
     async fn attach(
         &self,
         volume_id: &str,
-        params: &ConnectParams,
+        paths: &[ConnectParams],
         staging: &Path,
         fs_opts: Option<&(FsType, Vec<String>, MountOptions)>,
         read_only: bool,
         done: &mut Rollback,
     ) -> Result<Device> {
-        let nqn = &params.nqn;
-        done.connected_here = self.ensure_connected(params).await?;
+        let Some(nqn) = paths.first().map(|p| &p.nqn) else {
+            return Err(DriverError::Internal("no NVMe/TCP path to connect".into()));
+        };
+        // Every path at once; one is enough, the others are retried by the monitor.
+        let connect = self.connect_paths(paths).await?;
+        done.connected_here = connect.created;
         if done.connected_here {
             self.observer.nvme_connected(volume_id, nqn.as_str());
+        }
+        if !connect.connected.is_empty() || !connect.failed.is_empty() {
+            tracing::info!(volume = volume_id, nqn = %nqn, connected = ?connect.connected, failed = ?connect.failed, withheld = ?connect.withheld, "NVMe/TCP paths");
         }
         let device = self
             .initiator
@@ -280,41 +296,6 @@ impl Inner {
             top.source,
             top.dev
         )))
-    }
-
-    /// Connects unless sysfs already shows the NQN connected. `true` if this call created the
-    /// connection (and so may undo it).
-    pub(crate) async fn ensure_connected(&self, p: &ConnectParams) -> Result<bool> {
-        let health = self
-            .initiator
-            .health(&p.nqn)
-            .await
-            .map_err(|e| nvme_err(&format!("reading the state of {}", p.nqn), e))?;
-        match health {
-            Some(Health::Healthy) | Some(Health::Recovering { .. }) => Ok(false),
-            Some(Health::Orphaned(reason)) => {
-                tracing::warn!(nqn = %p.nqn, %reason, "orphaned subsystem; reconnecting");
-                match self
-                    .initiator
-                    .repair(p)
-                    .await
-                    .map_err(|e| nvme_err(&format!("repairing orphaned {}", p.nqn), e))?
-                {
-                    RepairOutcome::Repaired { connected, .. } => {
-                        Ok(matches!(connected, ConnectOutcome::Connected { .. }))
-                    }
-                    RepairOutcome::NotNeeded(_) => Ok(false),
-                }
-            }
-            None => {
-                let out = self
-                    .initiator
-                    .connect(p)
-                    .await
-                    .map_err(|e| nvme_err(&format!("connecting {}", p.nqn), e))?;
-                Ok(matches!(out, ConnectOutcome::Connected { .. }))
-            }
-        }
     }
 
     /// Disconnects after a failed stage, but only a connection this call made and only when
@@ -583,10 +564,11 @@ impl Inner {
             }
             Err(e) => return Err(nvme_err(&format!("disconnecting {nqn}"), e)),
         }
-        if record.is_some()
-            && let Err(e) = self.state.remove(volume_id).await
-        {
-            tracing::error!(volume = volume_id, error = %e, "could not persist node state after unstage");
+        if let Some(r) = &record {
+            if let Err(e) = self.state.remove(volume_id).await {
+                tracing::error!(volume = volume_id, error = %e, "could not persist node state after unstage");
+            }
+            self.forget_paths(volume_id, r.pvc());
         }
         Ok(pb::NodeUnstageVolumeResponse {})
     }

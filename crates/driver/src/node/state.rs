@@ -45,7 +45,12 @@ pub struct PublishRecord {
 pub struct StagedVolume {
     pub volume_id: String,
     pub nqn: String,
+    /// The preferred (first) path's address; all a record written before multipath has.
     pub address: String,
+    /// Every path's address, preferred first (multipath). Empty in a record written before
+    /// multipath: then `address` is the only path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
     pub port: u16,
     /// -1 unlimited, 0 kernel default, >0 seconds.
     pub ctrl_loss_tmo: i64,
@@ -59,6 +64,12 @@ pub struct StagedVolume {
     pub allow_exec: bool,
     #[serde(default)]
     pub published: BTreeMap<PathBuf, PublishRecord>,
+    /// The PVC's namespace and name, when the provisioner passed them (for events about the
+    /// volume's paths after a plugin restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc_name: Option<String>,
 }
 
 impl StagedVolume {
@@ -85,7 +96,56 @@ impl StagedVolume {
             kind,
             allow_exec,
             published: BTreeMap::new(),
+            addresses: Vec::new(),
+            pvc_namespace: None,
+            pvc_name: None,
         }
+    }
+
+    /// Records every path's address (`targets`, preferred first; all share `port`).
+    pub fn with_paths(mut self, targets: &[TargetAddress]) -> Self {
+        if let Some(first) = targets.first() {
+            self.address = first.ip().to_string();
+            self.port = first.port();
+        }
+        self.addresses = targets.iter().map(|t| t.ip().to_string()).collect();
+        self
+    }
+
+    /// Records the PVC identity.
+    pub fn with_pvc(mut self, pvc: Option<(String, String)>) -> Self {
+        (self.pvc_namespace, self.pvc_name) = match pvc {
+            Some((ns, name)) => (Some(ns), Some(name)),
+            None => (None, None),
+        };
+        self
+    }
+
+    pub fn pvc(&self) -> Option<(String, String)> {
+        Some((self.pvc_namespace.clone()?, self.pvc_name.clone()?))
+    }
+
+    /// Every path's target address, preferred first; a record from before multipath has one.
+    pub fn targets(&self) -> Result<Vec<TargetAddress>> {
+        let list: Vec<&str> = if self.addresses.is_empty() {
+            vec![self.address.as_str()]
+        } else {
+            self.addresses.iter().map(String::as_str).collect()
+        };
+        list.into_iter()
+            .map(|a| {
+                let ip = a.parse().map_err(|e| corrupt(&self.volume_id, e))?;
+                TargetAddress::new(ip, self.port).map_err(|e| corrupt(&self.volume_id, e))
+            })
+            .collect()
+    }
+
+    /// The connect parameters of each path, preferred first.
+    pub fn path_params(&self) -> Result<Vec<ConnectParams>> {
+        Ok(super::context::paths_of(
+            &self.connect_params()?,
+            &self.targets()?,
+        ))
     }
 
     pub fn nqn(&self) -> Result<Nqn> {
@@ -302,6 +362,41 @@ mod tests {
                 .all()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn paths_and_pvc_are_remembered_and_a_record_from_before_multipath_loads_as_one_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written by the plugin before multipath: no addresses, no PVC.
+        let old = r#"{"version":1,"volumes":[{"volume_id":"default:pvc-1",
+            "nqn":"nqn.2000-02.com.mikrotik:pvc-1","address":"10.0.0.1","port":4420,
+            "ctrl_loss_tmo":-1,"reconnect_delay":5,"keep_alive_tmo":0,
+            "staging_path":"/stage/pvc-1","kind":"block"}]}"#;
+        std::fs::write(dir.path().join(STATE_FILE), old).unwrap();
+        let store = StateStore::load(dir.path(), Duration::from_secs(5)).unwrap();
+        let v = store.get("default:pvc-1").unwrap();
+        let t = v.targets().unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].ip().to_string(), "10.0.0.1");
+        assert_eq!(v.path_params().unwrap().len(), 1);
+        assert_eq!(v.pvc(), None);
+
+        let targets = [
+            TargetAddress::parse("10.0.0.1", "4420").unwrap(),
+            TargetAddress::parse("10.0.1.1", "4420").unwrap(),
+        ];
+        let v = v
+            .with_paths(&targets)
+            .with_pvc(Some(("apps".into(), "data".into())));
+        store.put(v).await.unwrap();
+        let again = StateStore::load(dir.path(), Duration::from_secs(5)).unwrap();
+        let v = again.get("default:pvc-1").unwrap();
+        assert_eq!(v.targets().unwrap(), targets);
+        assert_eq!(v.address, "10.0.0.1");
+        assert_eq!(v.pvc(), Some(("apps".into(), "data".into())));
+        let p = v.path_params().unwrap();
+        assert_eq!(p[1].target, targets[1]);
+        assert_eq!(p[1].ctrl_loss_tmo, CtrlLossTmo::Unlimited);
     }
 
     #[test]

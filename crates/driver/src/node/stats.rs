@@ -79,6 +79,18 @@ impl Inner {
             .await
             .map_err(|e| mount_err("reading the mount table", e))?;
         let mut problems = Vec::new();
+        // A multipath volume lacking paths is degraded (no redundancy) even while it works.
+        let path_problem = match &record {
+            Some(r) if r.addresses.len() > 1 => match r.targets() {
+                Ok(t) => self
+                    .path_report(&nqn, &t)
+                    .await
+                    .ok()
+                    .and_then(|rep| rep.problem()),
+                Err(_) => None,
+            },
+            _ => None,
+        };
         let recorded_here = record
             .as_ref()
             .is_some_and(|r| r.staging_path == path || r.published.contains_key(&path));
@@ -127,6 +139,7 @@ impl Inner {
             {
                 problems.push(p);
             }
+            problems.extend(path_problem.clone());
             if stale {
                 // The monitor reports and repairs it now instead of at its next tick; reporting
                 // here too would count every kubelet poll as a new stale mount.
@@ -200,6 +213,7 @@ impl Inner {
         if let Some(p) = controllers_problem(&d) {
             problems.push(p);
         }
+        problems.extend(path_problem);
         let usage =
             match sysio::device_size(&self.cfg.sysfs_root, &d.name, self.cfg.deadlines.sysfs).await
             {

@@ -37,6 +37,12 @@ struct Kernel {
     subsys: Mutex<HashMap<String, u32>>,
     fabrics_path: PathBuf,
     connects: Mutex<Vec<String>>,
+    /// Native multipath (`nvme_core.multipath=Y`): connects add paths under one head device.
+    multipath: std::sync::atomic::AtomicBool,
+    /// Target addresses whose connects are refused (ECONNREFUSED), as when a port is down.
+    refused: Mutex<Vec<String>>,
+    /// The head device (name, number) of each NQN with multipath on.
+    heads: Mutex<HashMap<String, (String, DevNum)>>,
 }
 
 impl Kernel {
@@ -72,8 +78,12 @@ impl Kernel {
     /// A controller with one plain namespace `nvme{c}n1` (multipath off) of `size` bytes.
     /// Returns (controller number, device name, device number).
     fn add_volume(&self, nqn: &str, state: &str, size: u64) -> (u32, String, DevNum) {
+        self.add_volume_at(nqn, state, size, "10.0.0.1", "4420")
+    }
+
+    /// A controller (state `state`) of `nqn` at `traddr:trsvcid`, its entries only.
+    fn add_controller(&self, nqn: &str, state: &str, traddr: &str, trsvcid: &str) -> (u32, u32) {
         let c = self.next_ctrl.fetch_add(1, Ordering::SeqCst);
-        let minor = self.next_minor.fetch_add(1, Ordering::SeqCst);
         let s = self.subsystem_for(nqn);
         let d = self.ctrl_dir(c);
         fs::create_dir_all(&d).unwrap();
@@ -82,7 +92,7 @@ impl Kernel {
         write(&d.join("transport"), "tcp");
         write(
             &d.join("address"),
-            "traddr=10.0.0.1,trsvcid=4420,src_addr=10.0.0.2",
+            &format!("traddr={traddr},trsvcid={trsvcid},src_addr=10.0.0.2"),
         );
         fs::write(d.join("delete_controller"), "").unwrap();
         fs::write(d.join("rescan_controller"), "").unwrap();
@@ -96,6 +106,78 @@ impl Kernel {
             self.subsys_dir(s).join(format!("nvme{c}")),
         )
         .unwrap();
+        (c, s)
+    }
+
+    /// Multipath on: one more path (controller at `traddr`) of `nqn`, whose namespace is the
+    /// subsystem's head `nvme{s}n1` (created with the first path, kept while any path exists)
+    /// plus a hidden `nvme{s}c{c}n1`. Returns (controller number, head name, head number).
+    fn add_path(&self, nqn: &str, traddr: &str, trsvcid: &str, size: u64) -> (u32, String, DevNum) {
+        let (c, s) = self.add_controller(nqn, "live", traddr, trsvcid);
+        let hidden = format!("nvme{s}c{c}n1");
+        let p = self.ctrl_dir(c).join(&hidden);
+        fs::create_dir_all(&p).unwrap();
+        write(&p.join("nsid"), "1");
+        symlink(
+            format!("../../devices/virtual/nvme-fabrics/ctl/nvme{c}/{hidden}"),
+            self.root.join(format!("class/block/{hidden}")),
+        )
+        .unwrap();
+        let mut heads = self.heads.lock().unwrap();
+        let (name, dev) = heads
+            .entry(nqn.to_string())
+            .or_insert_with(|| {
+                let minor = self.next_minor.fetch_add(1, Ordering::SeqCst);
+                let name = format!("nvme{s}n1");
+                let h = self.subsys_dir(s).join(&name);
+                fs::create_dir_all(&h).unwrap();
+                write(&h.join("dev"), &format!("259:{minor}"));
+                write(&h.join("nsid"), "1");
+                write(&h.join("size"), &(size / 512).to_string());
+                symlink(
+                    format!("../../devices/virtual/nvme-subsystem/nvme-subsys{s}/{name}"),
+                    self.root.join(format!("class/block/{name}")),
+                )
+                .unwrap();
+                let dev = DevNum { major: 259, minor };
+                self.sys
+                    .set_node(&self.dev.join(&name), NodeKind::BlockDevice(dev));
+                (name, dev)
+            })
+            .clone();
+        (c, name, dev)
+    }
+
+    #[allow(dead_code)]
+    /// Turns native multipath on or off (`/sys/module/nvme_core/parameters/multipath`).
+    fn set_multipath(&self, on: bool) {
+        self.multipath.store(on, Ordering::SeqCst);
+        let p = self.root.join("module/nvme_core/parameters");
+        fs::create_dir_all(&p).unwrap();
+        write(&p.join("multipath"), if on { "Y" } else { "N" });
+    }
+
+    #[allow(dead_code)]
+    fn refuse(&self, traddr: &str, refused: bool) {
+        let mut r = self.refused.lock().unwrap();
+        r.retain(|a| a != traddr);
+        if refused {
+            r.push(traddr.to_string());
+        }
+    }
+
+    /// A controller with one plain namespace `nvme{c}n1` (multipath off) at `traddr`.
+    fn add_volume_at(
+        &self,
+        nqn: &str,
+        state: &str,
+        size: u64,
+        traddr: &str,
+        trsvcid: &str,
+    ) -> (u32, String, DevNum) {
+        let minor = self.next_minor.fetch_add(1, Ordering::SeqCst);
+        let (c, _) = self.add_controller(nqn, state, traddr, trsvcid);
+        let d = self.ctrl_dir(c);
         let name = format!("nvme{c}n1");
         let ns = d.join(&name);
         fs::create_dir_all(&ns).unwrap();
@@ -167,13 +249,30 @@ impl nvme::FabricsDevice for Fabrics {
     }
 
     fn submit(&self, options: &str) -> nvme::Result<String> {
-        let nqn = options
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("nqn="))
-            .unwrap()
-            .to_string();
+        let opt = |k: &str| {
+            options
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let (nqn, traddr, trsvcid) = (opt("nqn="), opt("traddr="), opt("trsvcid="));
         self.0.connects.lock().unwrap().push(options.to_string());
-        let (c, _, _) = self.0.add_volume(&nqn, "live", 1 << 30);
+        if self.0.refused.lock().unwrap().contains(&traddr) {
+            return Err(nvme::NvmeError::KernelRefused {
+                op: "connect",
+                path: self.0.fabrics_path.clone(),
+                errno: 111,
+                source: std::io::Error::from_raw_os_error(111),
+            });
+        }
+        let c = if self.0.multipath.load(Ordering::SeqCst) {
+            self.0.add_path(&nqn, &traddr, &trsvcid, 1 << 30).0
+        } else {
+            self.0
+                .add_volume_at(&nqn, "live", 1 << 30, &traddr, &trsvcid)
+                .0
+        };
         Ok(format!("instance={c},cntlid=1\n"))
     }
 }
@@ -366,11 +465,35 @@ impl NodeObserver for Seen {
     fn nvme_disconnected(&self, v: &str, _nqn: &str) {
         self.0.lock().unwrap().push(format!("disconnected {v}"));
     }
+    fn paths_changed(
+        &self,
+        v: &str,
+        pvc: Option<(String, String)>,
+        live: usize,
+        total: usize,
+        missing: &[String],
+    ) {
+        self.0.lock().unwrap().push(format!(
+            "paths {v} {live}/{total} missing={} pvc={pvc:?}",
+            missing.join(",")
+        ));
+    }
 }
 
 impl Seen {
     fn any(&self, prefix: &str) -> bool {
         self.0.lock().unwrap().iter().any(|s| s.starts_with(prefix))
+    }
+
+    #[allow(dead_code)]
+    fn all(&self, prefix: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 
@@ -442,6 +565,9 @@ impl Env {
             subsys: Mutex::new(HashMap::new()),
             fabrics_path: dir.path().join("nvme-fabrics"),
             connects: Mutex::new(Vec::new()),
+            multipath: std::sync::atomic::AtomicBool::new(false),
+            refused: Mutex::new(Vec::new()),
+            heads: Mutex::new(HashMap::new()),
         });
         let tools = Arc::new(Tools::default());
         *tools.mountinfo.lock().unwrap() = Some(dir.path().join("mountinfo"));
