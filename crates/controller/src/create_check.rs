@@ -5,10 +5,10 @@ use csi::v1 as pb;
 use csi::v1::volume_capability::AccessType;
 use routeros::{Disk, FilePath};
 
-use crate::error::{DriverError, Result};
-use crate::ownership::{self, Marks, Owned};
-use crate::size;
-use crate::volume_id::VolumeId;
+use vocab::error::{DriverError, Result};
+use vocab::ownership::{self, Marks, Owned};
+use vocab::size;
+use vocab::volume_id::VolumeId;
 
 /// What a CreateVolume asks for, to compare with a disk already under its slot.
 pub(crate) struct Wanted<'a> {
@@ -82,7 +82,7 @@ pub(crate) fn check_same_volume(
 }
 
 /// Everything a CreateVolume request decides besides its size, as the fingerprint recorded in
-/// the volume's file name (`crate::ownership`): every parameter, the content source and any
+/// the volume's file name (`vocab::ownership`): every parameter, the content source and any
 /// access type other than the default ext4 mount. A request that sets none of these (and a
 /// volume whose file carries no fingerprint: static, or from an earlier driver) is "plain", so
 /// such volumes keep the plain `<slot>.img` name and a plain retry matches them.

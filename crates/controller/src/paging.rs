@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 const TOKEN_PREFIX: &str = "after:";
 /// Separates the resume id from the snapshot key; ids never contain it (slots are

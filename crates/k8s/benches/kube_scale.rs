@@ -1,5 +1,5 @@
 //! Fencing at cluster scale against a real kube-apiserver:
-//! `scripts/test-kube cargo bench -p driver --bench kube_scale`.
+//! `scripts/test-kube cargo bench -p k8s --bench kube_scale`.
 //!
 //! Creates `RDS_CSI_SCALE_PVS` (default 10,000) PVs of a driver of its own, named after their
 //! slot as the external-provisioner names them, and as many VolumeAttachments, through the
@@ -15,15 +15,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/kube_common.rs"]
+#[path = "../tests/it/kube_common.rs"]
 mod kube_common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use driver::fencing::{AttachmentManager, FencingConfig, PublishRequest, Sharing};
-use driver::kube::KubeCluster;
+use fencing::{AttachmentManager, FencingConfig, PublishRequest, Sharing};
+use k8s::KubeCluster;
 use kube_common::*;
 use tokio::task::JoinSet;
 

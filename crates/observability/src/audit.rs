@@ -3,8 +3,8 @@
 //! Kept apart from the diagnostic log because it answers a different question (who changed
 //! what, when, and did it work) and must not depend on the log level or format an operator
 //! picked. [`Audit`] is the trail as a value, given to whatever reports to it: it observes every
-//! RPC through the server's observers ([`crate::rpc::RpcObserver`], so no handler can forget a
-//! record), the orphan reconciler's deletions ([`crate::orphans::OrphanObserver`]) and the node's
+//! RPC through the server's observers ([`vocab::rpc::RpcObserver`], so no handler can forget a
+//! record), the orphan reconciler's deletions ([`controller::orphans::OrphanObserver`]) and the node's
 //! stale-mount recovery ([`RecoveryAudit`]); [`SecurityEventLayer`] turns the `security_event`
 //! tracing events other crates emit (the `rds` SSH host-key check) into records. Records never
 //! hold request bodies, so secrets cannot reach them. The modules that report events know nothing
@@ -21,10 +21,10 @@ use serde::Serialize;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
-use crate::error::{DriverError, Result};
-use crate::node::NodeObserver;
-use crate::orphans::{self, OrphanObserver};
-use crate::rpc::{Call, RpcObserver, code_name, millis};
+use controller::orphans::{self, OrphanObserver};
+use node::NodeObserver;
+use vocab::error::{DriverError, Result};
+use vocab::rpc::{Call, RpcObserver, code_name, millis};
 
 /// The `target` every record carries, so a log pipeline reading stderr can route audit lines.
 pub const TARGET: &str = "audit";

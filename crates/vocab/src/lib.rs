@@ -1,45 +1,39 @@
-//! The CSI services for the RDS and the policy between CSI and RouterOS.
+//! The shared CSI vocabulary of the RDS driver: what the controller, the node plugin, fencing,
+//! the Kubernetes adapter, the hot-plug guard and observability all speak.
 //!
-//! `controller` decides CSI semantics (ids, sizes, idempotency, codes) and calls the `rds`
-//! client; `identity` answers who we are and whether the RDS is reachable; `server` puts the
-//! services on a unix socket. Errors map to gRPC codes in exactly one place (`error`).
+//! Owns: volume ids (`volume_id`), node ids (`node_id`), sizes, volume capabilities,
+//! StorageClass parameters and the volume/publish context keys (`params`), backends and their
+//! configuration (`backend`, `config`), the one [`DriverError`] → gRPC status mapping
+//! (`error`), per-volume locks, the one ownership rule for which disks are the driver's
+//! (`ownership`), RDS reachability (`health`) and the Identity service that reports it, and the
+//! RPC plumbing: request bounds (`bounds`), the one RPC wrapper and its observer trait (`rpc`),
+//! the unix-socket server (`server`, generic over the services), the TCP accept loop (`accept`)
+//! and the metric registration trait (`registry`).
 //!
-//! Imports between the top-level modules run one way (`tests/module_graph.rs` fails on a
-//! cycle): modules where events happen (`rpc`, `node`, `orphans`) define observer traits, and
-//! the observability modules (`metrics`, `audit`) implement them; what observes a running
-//! server is handed to it ([`server::Services`]), never installed as a process global. The
-//! in-process test stack lives in the `sandbox` crate, so this library links no simulator.
+//! May not: depend on any other crate of the driver (controller, fencing, node, k8s,
+//! hotplug-guard, observability), on Kubernetes client crates, or on the simulator or
+//! test-only crates. Services and observers plug into it through traits and generics; it never
+//! names them. Imports between its own top-level modules run one way (checked by
+//! `tests/it/module_graph.rs`, which also checks the crate graph).
 
 pub mod accept;
-pub mod audit;
 pub mod backend;
 pub mod bounds;
 pub mod capability;
 pub mod config;
-pub mod controller;
-mod create_check;
 pub mod error;
-pub mod fencing;
 pub mod health;
-pub mod hotplug_guard;
 pub mod identity;
-pub mod kube;
 pub mod locks;
-pub mod metrics;
-pub mod node;
 pub mod node_id;
-pub mod orphans;
 pub mod ownership;
-pub mod paging;
 pub mod params;
+pub mod registry;
 pub mod rpc;
 pub mod server;
 pub mod size;
-pub mod snapshots;
 pub mod volume_id;
 
 pub use backend::{Backend, Backends};
-pub use controller::ControllerService;
 pub use error::DriverError;
 pub use identity::IdentityService;
-pub use node::NodeService;

@@ -46,6 +46,14 @@ pub const C_MIGRATION_TIMEOUT: &str = "migrationTimeoutSeconds";
 pub const C_ALLOW_EXEC: &str = "allowExec";
 pub const C_HOST_FENCING: &str = "hostFencing";
 
+/// publish_context keys (snake_case, as the earlier driver wrote them): written by the
+/// controller's ControllerPublishVolume, read by the node plugin.
+pub const PC_NVME_ADDRESS: &str = "nvme_address";
+pub const PC_NVME_PORT: &str = "nvme_port";
+pub const PC_NVME_NQN: &str = "nvme_nqn";
+/// Only for filesystem volumes; absent for raw block.
+pub const PC_FS_TYPE: &str = "fs_type";
+
 /// Kernel NVMe-oF timeouts the node passes to `/dev/nvme-fabrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {

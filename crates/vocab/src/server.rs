@@ -8,18 +8,21 @@ use csi::v1::identity_server::IdentityServer;
 use csi::v1::node_server::NodeServer;
 use tracing::info;
 
+use crate::IdentityService;
 use crate::bounds::Bounded;
 use crate::error::{DriverError, Result};
 use crate::rpc::Observers;
-use crate::{ControllerService, IdentityService, NodeService};
+use csi::v1::controller_server::Controller;
+use csi::v1::node_server::Node;
 
 /// CSI messages are small, but ListVolumes pages can grow; 16 MiB leaves them room.
 const MAX_MESSAGE: usize = 16 << 20;
 
-pub struct Services {
+/// `C` and `N` are the Controller and Node services (the `controller` and `node` crates').
+pub struct Services<C, N> {
     pub identity: IdentityService,
-    pub controller: Option<ControllerService>,
-    pub node: Option<NodeService>,
+    pub controller: Option<C>,
+    pub node: Option<N>,
     /// Told about every call (metrics, the audit trail).
     pub observers: Observers,
 }
@@ -27,9 +30,9 @@ pub struct Services {
 /// Serves until `shutdown` completes (every request checked against [`crate::bounds`] first),
 /// then drains in-flight RPCs and removes the socket file. The socket is mode 0600: only its
 /// owner may call.
-pub async fn serve(
+pub async fn serve<C: Controller, N: Node>(
     socket: &Path,
-    services: Services,
+    services: Services<C, N>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     serve_with(
@@ -42,10 +45,10 @@ pub async fn serve(
 }
 
 /// [`serve`] with the socket's group access chosen by the operator.
-pub async fn serve_with(
+pub async fn serve_with<C: Controller, N: Node>(
     socket: &Path,
     access: csi::uds::SocketAccess,
-    services: Services,
+    services: Services<C, N>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let incoming = csi::uds::bind_with(socket, access)

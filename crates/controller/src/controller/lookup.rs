@@ -1,4 +1,4 @@
-//! Finding the volume an RPC names: id checks, the disk and whose it is (`crate::ownership`),
+//! Finding the volume an RPC names: id checks, the disk and whose it is (`vocab::ownership`),
 //! and the read-only RPCs built on that (ValidateVolumeCapabilities, ControllerGetVolume).
 
 use super::*;
@@ -17,7 +17,7 @@ impl ControllerService {
             .map_err(|why| DriverError::NotFound(format!("volume {raw_id:?} not found: {why}")))
     }
 
-    /// The volume's disk, when it exists and is the driver's (`crate::ownership`). A disk under
+    /// The volume's disk, when it exists and is the driver's (`vocab::ownership`). A disk under
     /// the slot that is not the driver's is reported as absent (`Access::Report`, as ListVolumes
     /// omits it) or refused with FAILED_PRECONDITION (`Access::Act`: the caller means a real
     /// disk, and must learn why nothing happens to it).

@@ -21,19 +21,19 @@ use routeros::{ByteSize, Disk, DiskAdd, FilePath, NvmeExport};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
-use crate::backend::{Backend, Backends};
-use crate::capability;
 use crate::create_check::{Wanted, check_same_volume, request_fingerprint};
-use crate::error::{DriverError, Result};
-use crate::fencing::{AclTarget, AttachmentManager, HostAcl, PublishRequest, Sharing};
-use crate::node_id::NodeId;
-use crate::ownership::{self, Marks, Owned};
 use crate::paging;
-use crate::params;
-use crate::rpc::{traced, traced_on_node};
-use crate::size;
 use crate::snapshots::{self, SnapshotService};
-use crate::volume_id::{self, VolumeId};
+use fencing::{AclTarget, AttachmentManager, HostAcl, PublishRequest, Sharing};
+use vocab::backend::{Backend, Backends};
+use vocab::capability;
+use vocab::error::{DriverError, Result};
+use vocab::node_id::NodeId;
+use vocab::ownership::{self, Marks, Owned};
+use vocab::params;
+use vocab::rpc::{traced, traced_on_node};
+use vocab::size;
+use vocab::volume_id::{self, VolumeId};
 
 pub struct ControllerService {
     backends: Arc<Backends>,
@@ -61,12 +61,7 @@ const CAPABILITIES: &[RpcType] = &[
     RpcType::CloneVolume,
 ];
 
-/// publish_context keys (snake_case, as the earlier driver wrote them).
-pub const PC_NVME_ADDRESS: &str = "nvme_address";
-pub const PC_NVME_PORT: &str = "nvme_port";
-pub const PC_NVME_NQN: &str = "nvme_nqn";
-/// Only for filesystem volumes; absent for raw block.
-pub const PC_FS_TYPE: &str = "fs_type";
+pub use vocab::params::{PC_FS_TYPE, PC_NVME_ADDRESS, PC_NVME_NQN, PC_NVME_PORT};
 
 impl ControllerService {
     pub fn new(backends: Arc<Backends>, fencing: Arc<AttachmentManager>) -> Self {

@@ -1,4 +1,4 @@
-//! ControllerPublish/Unpublish: the fence (`crate::fencing`), the RDS host ACL for
+//! ControllerPublish/Unpublish: the fence (`fencing`), the RDS host ACL for
 //! host-fenced volumes, and the publish_context the node connects with.
 
 use super::*;

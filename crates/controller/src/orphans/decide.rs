@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use routeros::{Disk, FileEntry, FilePath, Slot};
 use serde::Serialize;
 
-use crate::volume_id::{SLOT_PREFIX, VolumeId};
+use vocab::volume_id::{SLOT_PREFIX, VolumeId};
 
 /// What one backend holds, as listed in one pass.
 #[derive(Debug, Clone, Default)]
@@ -109,7 +109,7 @@ pub fn candidates(inv: &Inventory, live: &BTreeSet<(String, String)>) -> Vec<Can
     }
     for f in &inv.files {
         let path = f.name.as_str();
-        let Some(slot) = crate::ownership::slot_of_file(basename(path)) else {
+        let Some(slot) = vocab::ownership::slot_of_file(basename(path)) else {
             continue;
         };
         let is_dir = f.kind.as_deref().is_some_and(|k| k.contains("directory"));

@@ -22,11 +22,11 @@ use tracing::{info, warn};
 
 pub use decide::{Action, Kind};
 
-use crate::Backends;
-use crate::error::DriverError;
-use crate::fencing::Cluster;
-use crate::fencing::clock::{Clock, SystemClock, format_rfc3339};
 use decide::{Aged, Inventory, Tracker};
+use fencing::Cluster;
+use fencing::clock::{Clock, SystemClock, format_rfc3339};
+use vocab::Backends;
+use vocab::error::DriverError;
 
 /// Snapshot disks (`snap-…`) are listed only so their files are known to be in use.
 const SNAPSHOT_PREFIX: &str = "snap-";
@@ -371,7 +371,7 @@ impl OrphanReconciler {
     /// Lists every backend's disks and files and the cluster's PVs. Each RDS command carries
     /// the client's read deadline; the PV list gets `api_timeout`.
     async fn gather(&self) -> Result<Inputs, DriverError> {
-        let pvc = Slot::new(crate::volume_id::SLOT_PREFIX)
+        let pvc = Slot::new(vocab::volume_id::SLOT_PREFIX)
             .map_err(|e| DriverError::Internal(e.to_string()))?;
         let snap = Slot::new(SNAPSHOT_PREFIX).map_err(|e| DriverError::Internal(e.to_string()))?;
         let mut inventories = Vec::new();
@@ -497,7 +497,7 @@ impl OrphanReconciler {
     /// `Ok(None)` deleted, `Ok(Some(why))` left alone because it changed, `Err` failed.
     async fn delete_disk(
         &self,
-        b: &crate::Backend,
+        b: &vocab::Backend,
         a: &Aged,
     ) -> Result<Option<String>, DriverError> {
         let c = &a.candidate;
@@ -529,7 +529,7 @@ impl OrphanReconciler {
 
     async fn delete_file(
         &self,
-        b: &crate::Backend,
+        b: &vocab::Backend,
         a: &Aged,
     ) -> Result<Option<String>, DriverError> {
         let c = &a.candidate;
@@ -567,12 +567,12 @@ fn top_dirs(paths: &[FilePath]) -> Vec<FilePath> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Backend;
-    use crate::fencing::MemoryCluster;
-    use crate::fencing::clock::ManualClock;
-    use crate::fencing::cluster::ClusterError;
+    use fencing::MemoryCluster;
+    use fencing::clock::ManualClock;
+    use fencing::cluster::ClusterError;
     use rds::testing::ScriptedExec;
     use rds::{ClientConfig, RdsClient};
+    use vocab::Backend;
 
     const ORPHAN: &str = "pvc-22222222-2222-2222-2222-222222222222";
 

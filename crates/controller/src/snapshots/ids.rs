@@ -9,7 +9,7 @@
 use routeros::{Slot, ValueError};
 use uuid::Uuid;
 
-use crate::volume_id::{NotOurs, is_backend_name};
+use vocab::volume_id::{NotOurs, is_backend_name};
 
 /// Every snapshot slot starts with this; volume slots start with `pvc-`, so the two never meet.
 pub const SNAP_PREFIX: &str = "snap-";

@@ -16,11 +16,11 @@ use tracing::{info, warn};
 
 use super::ids::{self, SNAP_PREFIX, SnapshotId};
 use super::lineage::{self, Lineage};
-use crate::backend::{Backend, Backends};
-use crate::error::{DriverError, Result};
-use crate::fencing::AttachmentManager;
 use crate::paging;
-use crate::volume_id::VolumeId;
+use fencing::AttachmentManager;
+use vocab::backend::{Backend, Backends};
+use vocab::error::{DriverError, Result};
+use vocab::volume_id::VolumeId;
 
 /// Token prefix for ListSnapshots paging; anything else is rejected as ABORTED (CSI spec).
 /// Lock keys of snapshots never collide with volume ids (`<backend>:pvc-…`).
@@ -143,7 +143,7 @@ impl SnapshotService {
                     backend.name
                 ))
             })?;
-        let dir = crate::ownership::owned(backend, &src_disk)
+        let dir = vocab::ownership::owned(backend, &src_disk)
             .map_err(|why| DriverError::FailedPrecondition(format!("{why}; refusing to copy it")))?
             .dir;
         let id = SnapshotId {
@@ -510,10 +510,10 @@ impl SnapshotService {
                 ))
             })?;
         let managed = if what == "volume" {
-            crate::ownership::owned(backend, &disk).map(|_| ())
+            vocab::ownership::owned(backend, &disk).map(|_| ())
         } else {
             managed_snapshot(backend, &disk).map(|_| ()).ok_or_else(|| {
-                crate::ownership::Foreign(
+                vocab::ownership::Foreign(
                     "it is not a snapshot disk under the driver's volume paths".into(),
                 )
             })

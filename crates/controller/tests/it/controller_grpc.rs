@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 
@@ -290,7 +290,7 @@ async fn create_volume_makes_an_exported_disk_in_two_round_trips() {
     assert_eq!(ctx["nqn"], format!("nqn.2000-02.com.mikrotik:{name}"));
     assert_eq!(ctx["nvmePort"], "4421");
     assert_eq!(ctx["nvmeAddress"], "127.0.0.1");
-    // `<slot>.p-<fingerprint of the parameters>.img` (driver::ownership).
+    // `<slot>.p-<fingerprint of the parameters>.img` (vocab::ownership).
     let file = &ctx["volumePath"];
     assert!(
         file.starts_with(&format!("/storage-pool/metal-csi/{name}.p-")) && file.ends_with(".img"),

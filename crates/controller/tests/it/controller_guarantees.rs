@@ -5,14 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 
 use common::*;
 use csi::v1 as pb;
-use driver::params;
 use tonic::Code;
+use vocab::params;
 
 const NQN_A: &str = "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e";
 const BASE: &str = "/storage-pool/metal-csi";

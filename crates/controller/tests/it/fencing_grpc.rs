@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use csi::v1 as pb;
 use csi::v1::volume_capability::access_mode::Mode;
-use driver::fencing::annotations as ann;
-use driver::fencing::cluster::{ClusterError, EventKind};
-use driver::params;
+use fencing::annotations as ann;
+use fencing::cluster::{ClusterError, EventKind};
 use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
+use vocab::params;
 
 fn cap(mode: Mode, block: bool) -> pb::VolumeCapability {
     pb::VolumeCapability {

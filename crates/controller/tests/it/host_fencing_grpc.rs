@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use csi::v1 as pb;
 use csi::v1::volume_capability::access_mode::Mode;
-use driver::fencing::annotations as ann;
-use driver::params;
+use fencing::annotations as ann;
 use sandbox::{Sandbox, SandboxOptions};
 use tonic::Code;
+use vocab::params;
 
 const NQN_A: &str = "nqn.2014-08.org.nvmexpress:uuid:0f8fad5b-d9cb-469f-a165-70867728950e";
 const NQN_B: &str = "nqn.2014-08.org.nvmexpress:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7";
@@ -493,7 +493,7 @@ async fn unpublish_succeeds_during_an_rds_outage_and_the_next_publish_sets_the_a
 /// fenced, opens a fenced volume's ACL on unpublish and leaves an open one alone.
 #[tokio::test]
 async fn a_controller_that_did_not_set_the_acl_still_follows_the_attachment() {
-    use driver::fencing::cluster::VolumeAttachmentInfo;
+    use fencing::cluster::VolumeAttachmentInfo;
 
     let mut h = start().await;
     let fenced = create(&mut h, Some("true"), rwo()).await;

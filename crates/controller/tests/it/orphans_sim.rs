@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::Backends;
-use driver::config::build_backend;
-use driver::fencing::MemoryCluster;
-use driver::fencing::clock::ManualClock;
-use driver::orphans::{Action, Kind, OrphanConfig, OrphanReconciler, Report};
+use controller::orphans::{Action, Kind, OrphanConfig, OrphanReconciler, Report};
+use fencing::MemoryCluster;
+use fencing::clock::ManualClock;
 use sandbox::{SandboxOptions, start_sim};
+use vocab::Backends;
+use vocab::config::build_backend;
 
 const LIVE: &str = "pvc-11111111-1111-1111-1111-111111111111";
 const LEGACY: &str = "pvc-44444444-4444-4444-4444-444444444444";

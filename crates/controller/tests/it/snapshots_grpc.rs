@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use controller::orphans::{OrphanConfig, OrphanReconciler};
 use csi::v1 as pb;
-use driver::Backends;
-use driver::config::build_backend;
-use driver::fencing::clock::ManualClock;
-use driver::orphans::{OrphanConfig, OrphanReconciler};
+use fencing::clock::ManualClock;
 use tonic::Code;
+use vocab::Backends;
+use vocab::config::build_backend;
 
 type Client = csi::v1::controller_client::ControllerClient<tonic::transport::Channel>;
 
@@ -281,7 +281,7 @@ async fn same_name_from_another_volume_is_already_exists() {
 async fn a_retry_succeeds_when_lineage_is_missing() {
     let mut h = start().await;
     let v = created(&mut h.controller, create_req(&pvc_name(), 1)).await;
-    let slot = driver::snapshots::ids::slot_for_name("legacy-snap").unwrap();
+    let slot = controller::snapshots::ids::slot_for_name("legacy-snap").unwrap();
     h.sim()
         .run_local(&format!(
             "/disk add type=file copy-from=[find slot={}] file-path=/storage-pool/metal-csi/{}.img slot={}",
@@ -394,7 +394,7 @@ async fn list_snapshots_filters_by_id_and_source_and_pages() {
     );
     let missing = format!(
         "default:{}",
-        driver::snapshots::ids::slot_for_name("never-made")
+        controller::snapshots::ids::slot_for_name("never-made")
             .unwrap()
             .as_str()
     );

@@ -1,7 +1,7 @@
 //! What fencing needs from Kubernetes, as a narrow trait.
 //!
 //! The attachment manager is written against this trait so its rules are unit-testable with an
-//! in-memory fake; `crate::kube` implements it against a real API server (and that
+//! in-memory fake; `k8s` implements it against a real API server (and that
 //! implementation is proven against a real kube-apiserver). Keep it small: every method here is
 //! something the real implementation must do with the right RBAC.
 

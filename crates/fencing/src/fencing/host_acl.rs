@@ -3,7 +3,7 @@
 //! The attachment manager only stops the CO from attaching a volume twice; a stale or
 //! misbehaving node can still `nvme connect` to any export. For volumes whose StorageClass says
 //! `hostFencing: "true"`, ControllerPublish therefore restricts the export to the publishing
-//! node's host NQN (carried in its node id, see `crate::node_id`) before it answers, and
+//! node's host NQN (carried in its node id, see `vocab::node_id`) before it answers, and
 //! ControllerUnpublish opens it again (or narrows it to the node that remains).
 //!
 //! **Order.** Publish decides and records the attachment first, then sets the ACL, and undoes
@@ -39,9 +39,9 @@ use tracing::{info, warn};
 use super::cluster::EventKind;
 use super::manager::{AttachmentManager, Held, PublishOutcome, PublishRequest, UnpublishOutcome};
 use super::state::EventTarget;
-use crate::error::{DriverError, Result};
-use crate::node_id::NodeId;
-use crate::params;
+use vocab::error::{DriverError, Result};
+use vocab::node_id::NodeId;
+use vocab::params;
 
 /// Longest an unpublish waits for the RDS before giving up on the ACL (and still succeeding).
 const UNPUBLISH_BUDGET: Duration = Duration::from_secs(15);
@@ -85,7 +85,7 @@ impl HostAcl {
 
     /// The attachment manager's publish, plus the ACL for host-fenced volumes. `req.node` must
     /// be `node.name`. `fenced` is the volume's own fencing mode as recorded on the RDS
-    /// (`crate::ownership`); a volume_context that says otherwise is ignored with a warning, so
+    /// (`vocab::ownership`); a volume_context that says otherwise is ignored with a warning, so
     /// a caller can neither open a fenced volume nor fence a plain one.
     pub async fn publish(
         &self,
@@ -237,7 +237,7 @@ impl HostAcl {
             .file_path
             .as_deref()
             .and_then(|p| p.rsplit_once('/'))
-            .and_then(|(_, base)| crate::ownership::parse_file_name(target.slot.as_str(), base))
+            .and_then(|(_, base)| vocab::ownership::parse_file_name(target.slot.as_str(), base))
             .is_some_and(|m| m.host_fencing);
         if !known.unwrap_or(recorded) {
             return Ok(());

@@ -36,9 +36,9 @@ use super::cluster::{Cluster, ClusterError, EventKind, NodeState, PvInfo, Volume
 use super::serialize::{NoSerialization, PublishSerializer};
 use super::state::{Attachment, EventTarget, Migration, NodeAttachment, Sharing};
 use super::stats::{Counters, FencingStats, bump};
-use crate::error::{DriverError, Result};
-use crate::locks::{VolumeGuard, VolumeLocks};
-use crate::params;
+use vocab::error::{DriverError, Result};
+use vocab::locks::{VolumeGuard, VolumeLocks};
+use vocab::params;
 
 /// Proof that the caller holds a volume's serializer guard and lock, in the documented order.
 pub struct Held<'a> {

@@ -24,7 +24,7 @@ use super::annotations;
 use super::cluster::{PvInfo, VolumeAttachmentInfo};
 use super::manager::AttachmentManager;
 use super::state::{Attachment, EventTarget, Migration, NodeAttachment, Sharing};
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {

@@ -1,7 +1,7 @@
 //! The background reconciler: repairs what no RPC will repair.
 //!
 //! Deleted and out-of-service nodes are normally released within seconds by the Node watch
-//! (`crate::kube::watch_nodes`, through `release_node`); the periodic pass is the safety net for
+//! (`k8s::watch_nodes`, through `release_node`); the periodic pass is the safety net for
 //! whatever a watch missed, and the only check outside Kubernetes.
 //!
 //! Each pass (one at start, then every `reconcile_interval`):
@@ -171,7 +171,7 @@ impl AttachmentManager {
     }
 
     /// Removes `node` from `volume` if it still holds it; `Ok(false)` when it no longer did.
-    async fn clear_node(&self, volume: &str, node: &str, why: &str) -> crate::error::Result<bool> {
+    async fn clear_node(&self, volume: &str, node: &str, why: &str) -> vocab::error::Result<bool> {
         let doing = format!("clearing the attachment of {why} node {node} from volume {volume}");
         let _lock = self.locks.lock(volume).await;
         let Some(current) = self.attachment(volume) else {
@@ -273,7 +273,7 @@ impl AttachmentManager {
         }
     }
 
-    /// The VolumeAttachment watch's entry point (`crate::kube::watch_volume_attachments`):
+    /// The VolumeAttachment watch's entry point (`k8s::watch_volume_attachments`):
     /// finishes `va` as the periodic pass would, if it is in deletion and its Node is gone.
     /// Acts only while this replica decides attachments (rebuilt, and the leader with HA), as
     /// the Node watch does; the Node is read afresh and the VolumeAttachment re-read before

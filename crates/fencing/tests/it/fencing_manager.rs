@@ -7,16 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::DriverError;
-use driver::fencing::annotations as ann;
-use driver::fencing::clock::{Clock, ManualClock, format_rfc3339};
-use driver::fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeAttachmentInfo};
-use driver::fencing::{
+use fencing::annotations as ann;
+use fencing::clock::{Clock, ManualClock, format_rfc3339};
+use fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeAttachmentInfo};
+use fencing::{
     AttachmentManager, FencingConfig, MemoryCluster, PublishOutcome, PublishRequest, Sharing,
     UnpublishOutcome,
 };
-use driver::params;
 use tonic::Code;
+use vocab::DriverError;
+use vocab::params;
 
 const V: &str = "default:pvc-0b9e3c0e-1f0a-4c6e-9d55-6a1c2f3e4d5a";
 const PV: &str = "pv-data";

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use driver::fencing::cluster::{
+use fencing::cluster::{
     Cluster, ClusterError, NodeState, PvInfo, VolumeAttachmentInfo, VolumeEvent,
 };
-use driver::fencing::serialize::PublishSerializer;
-use driver::fencing::{
+use fencing::serialize::PublishSerializer;
+use fencing::{
     AttachmentManager, FencingConfig, MemoryCluster, MemoryVmiLookup, PodInfo, PublishOutcome,
     PublishRequest, Sharing, VmiGrouper, VmiGrouperConfig,
 };
-use driver::params;
 use tokio::sync::Semaphore;
+use vocab::params;
 
 /// A cluster whose PV writes wait at a gate: `inside` counts publishes in their write step.
 struct Gated {
@@ -157,7 +157,7 @@ fn publish(pvc: &str, node: &str, with_context: bool) -> PublishRequest {
 fn spawn(
     w: &World,
     req: PublishRequest,
-) -> tokio::task::JoinHandle<Result<PublishOutcome, driver::DriverError>> {
+) -> tokio::task::JoinHandle<Result<PublishOutcome, vocab::DriverError>> {
     let fencing = w.fencing.clone();
     tokio::spawn(async move { fencing.publish(&req).await })
 }
@@ -174,8 +174,8 @@ async fn until(what: &str, check: impl Fn() -> bool) {
 }
 
 async fn done(
-    task: tokio::task::JoinHandle<Result<PublishOutcome, driver::DriverError>>,
-) -> Result<PublishOutcome, driver::DriverError> {
+    task: tokio::task::JoinHandle<Result<PublishOutcome, vocab::DriverError>>,
+) -> Result<PublishOutcome, vocab::DriverError> {
     tokio::time::timeout(Duration::from_secs(30), task)
         .await
         .unwrap()

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use super::rules::{Decision, Reason};
-use crate::metrics::{AlwaysListed, Metrics};
+use vocab::registry::{AlwaysListed, MetricRegistry};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -28,7 +28,7 @@ pub struct GuardMetrics {
 
 impl GuardMetrics {
     /// Registers the families in `metrics`, listed from the start.
-    pub fn register(metrics: &Metrics) -> GuardMetrics {
+    pub fn register(metrics: &impl MetricRegistry) -> GuardMetrics {
         let m = GuardMetrics::default();
         metrics.register(
             "hotplug_guard_decisions",

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::Guard;
 use super::slots::{Slot, Slots};
-use crate::accept::accept_until;
+use vocab::accept::accept_until;
 
 pub const PATH: &str = "/validate";
 /// AdmissionReviews of a pod are a few KiB; the API server caps objects at 3 MiB.

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::hotplug_guard::objects::{AttachmentPod, Vmi};
-use driver::hotplug_guard::rules::Observed;
-use driver::hotplug_guard::tls::ReloadingCert;
-use driver::hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings, server};
+use hotplug_guard::objects::{AttachmentPod, Vmi};
+use hotplug_guard::rules::Observed;
+use hotplug_guard::tls::ReloadingCert;
+use hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings, server};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

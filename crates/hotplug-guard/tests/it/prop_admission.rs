@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::hotplug_guard::objects::{AttachmentPod, Launcher, Owner, Vmi};
-use driver::hotplug_guard::rules::Observed;
-use driver::hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings};
+use hotplug_guard::objects::{AttachmentPod, Launcher, Owner, Vmi};
+use hotplug_guard::rules::Observed;
+use hotplug_guard::{Guard, GuardCluster, GuardError, GuardMetrics, GuardSettings};
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -317,7 +317,7 @@ impl GuardCluster for Hung {
 #[test]
 fn a_hung_cluster_is_allowed_at_the_lookup_deadline_and_counted() {
     let rt = runtime();
-    let metrics = driver::metrics::Metrics::new();
+    let metrics = observability::metrics::Metrics::new();
     let gm = GuardMetrics::register(&metrics);
     let g = Guard::new(
         Arc::new(Hung),

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::fencing::cluster::ClusterError;
+use fencing::cluster::ClusterError;
 
 /// Runs one API request under `deadline`; `what` names the request in every error.
 pub(crate) async fn bounded<T>(

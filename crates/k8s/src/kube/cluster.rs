@@ -17,7 +17,7 @@ use super::events::{EventRecorder, component};
 use super::node_cache::{self, NodeCache};
 use super::objects;
 use super::pv_index::{self, PvIndex};
-use crate::fencing::cluster::{
+use fencing::cluster::{
     Cluster, ClusterError, NodeState, PvInfo, VolumeAttachmentInfo, VolumeEvent,
 };
 

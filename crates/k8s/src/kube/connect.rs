@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 /// Where the credentials come from and how long a single HTTP exchange may take.
 #[derive(Debug, Clone)]

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
 use super::api_errors::bounded;
-use crate::fencing::cluster::{ClusterError, EventKind, VolumeEvent};
+use fencing::cluster::{ClusterError, EventKind, VolumeEvent};
 
 /// Values for `source.component`, so `kubectl describe` says which half of the driver spoke.
 pub mod component {
@@ -468,7 +468,7 @@ async fn work(recorder: Weak<EventRecorder>, mut rx: mpsc::UnboundedReceiver<Vol
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fencing::cluster::EventKind;
+    use fencing::cluster::EventKind;
 
     fn client(port: u16) -> ::kube::Client {
         let url = format!("http://127.0.0.1:{port}").parse().unwrap();

@@ -12,8 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
-use crate::fencing::cluster::ClusterError;
 use crate::kube::api_errors::bounded;
+use fencing::cluster::ClusterError;
 
 /// Kubernetes 1.26 is the first release whose kubelet dials CSI sockets with authority
 /// `localhost`.

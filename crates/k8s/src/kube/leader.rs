@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::api_errors::bounded;
-use crate::error::{DriverError, Result};
-use crate::fencing::cluster::ClusterError;
+use fencing::cluster::ClusterError;
+use vocab::error::{DriverError, Result};
 
 /// Timings and names of one election.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ use tokio_stream::StreamExt;
 use tracing::{debug, warn};
 
 use super::objects;
-use crate::fencing::cluster::NodeState;
+use fencing::cluster::NodeState;
 
 /// More Nodes (or CSINodes) than this and that half of the cache gives up (lookups read the
 /// API server): Kubernetes supports 5,000 nodes, so this only bounds memory against the absurd.

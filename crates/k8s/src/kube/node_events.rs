@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::fencing::cluster::{EventKind, VolumeEvent};
 use crate::kube::EventRecorder;
-use crate::node::NodeObserver;
-use crate::volume_id::VolumeId;
+use fencing::cluster::{EventKind, VolumeEvent};
+use node::NodeObserver;
+use vocab::volume_id::VolumeId;
 
 /// Posts node events and passes every notification on to `inner` (audit, metrics).
 pub struct NodeEvents {

@@ -19,7 +19,7 @@ use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
 use super::objects;
-use crate::fencing::AttachmentManager;
+use fencing::AttachmentManager;
 
 /// Server-side length of one watch request, kept below `read_timeout` (the client's idle read
 /// bound) so a quiet watch is closed by the server rather than failing as a read timeout.
@@ -82,7 +82,7 @@ async fn run(client: ::kube::Client, manager: Arc<AttachmentManager>, secs: u32)
 fn is_out_of_service(node: &Node) -> bool {
     matches!(
         objects::node_state(Some(node)),
-        crate::fencing::cluster::NodeState::Present {
+        fencing::cluster::NodeState::Present {
             out_of_service: true
         }
     )

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolume};
 use k8s_openapi::api::storage::v1::{CSINode, VolumeAttachment};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::fencing::cluster::{NodeState, PvInfo, VolumeAttachmentInfo};
+use fencing::cluster::{NodeState, PvInfo, VolumeAttachmentInfo};
 
 /// The taint an operator puts on a node that is known to be down (non-graceful node shutdown):
 /// its attachments may be released even though the Node object still exists.

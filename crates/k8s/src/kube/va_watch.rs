@@ -27,8 +27,8 @@ use tracing::{info, warn};
 
 use super::node_watch::watch_secs;
 use super::objects;
-use crate::fencing::AttachmentManager;
-use crate::fencing::cluster::VolumeAttachmentInfo;
+use fencing::AttachmentManager;
+use fencing::cluster::VolumeAttachmentInfo;
 
 /// How long a VolumeAttachment in deletion is left to the external-attacher before the watch
 /// looks at it: the attacher normally finishes one in a few seconds.

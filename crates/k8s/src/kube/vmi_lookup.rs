@@ -13,8 +13,8 @@ use ::kube::api::{ListParams, ObjectList};
 use k8s_openapi::api::core::v1::Pod;
 
 use super::api_errors::bounded;
-use crate::fencing::cluster::ClusterError;
-use crate::fencing::vmi::{PodInfo, VmiLookup};
+use fencing::cluster::ClusterError;
+use fencing::vmi::{PodInfo, VmiLookup};
 
 /// Page size: bounds each response in a namespace with many pods.
 const PAGE: u32 = 500;
@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(info.annotations["kubevirt.io/domain"], "vm1");
         assert!(!info.finished);
         assert_eq!(
-            crate::fencing::vmi::vmi_of_pvc(&[info], "vm1-root").as_deref(),
+            fencing::vmi::vmi_of_pvc(&[info], "vm1-root").as_deref(),
             Some("vm1")
         );
     }

@@ -1,17 +1,16 @@
-//! `driver::kube::KubeCluster` against a real kube-apiserver (scripts/test-kube starts one):
+//! `k8s::KubeCluster` against a real kube-apiserver (scripts/test-kube starts one):
 //! every `Cluster` method, the resourceVersion precondition, events read back through the API,
 //! and the shipped RBAC proven both sufficient and minimal for the ServiceAccount identities.
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "kube_common.rs"]
-mod kube_common;
+use crate::kube_common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use driver::fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeEvent};
-use driver::kube::{ClientSettings, EventRecorder, KubeCluster, client, component};
+use fencing::cluster::{Cluster, ClusterError, EventKind, NodeState, VolumeEvent};
+use k8s::{ClientSettings, EventRecorder, KubeCluster, client, component};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::Api;
@@ -508,12 +507,8 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
 
     if !as_controller {
         // The node plugin reads its Node once at start for the kubelet version (get).
-        if let Err(e) = driver::kube::kubelet_version(
-            identity.clone(),
-            "n1",
-            std::time::Duration::from_secs(10),
-        )
-        .await
+        if let Err(e) =
+            k8s::kubelet_version(identity.clone(), "n1", std::time::Duration::from_secs(10)).await
         {
             failed.push(format!("kubelet_version: {e}"));
         }
@@ -558,7 +553,7 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
         }
         failed.extend(exercise_watches(env, &cluster, &driver).await);
         // Leader election: the first round creates the Lease, the second renews it.
-        let config = driver::kube::LeaderConfig {
+        let config = k8s::LeaderConfig {
             namespace: "kube-system".into(),
             lease_name: unique("rds-csi-rbac"),
             identity: "rbac-test_0".into(),
@@ -567,7 +562,7 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
             retry_period: std::time::Duration::from_secs(2),
             api_timeout: std::time::Duration::from_secs(10),
         };
-        match driver::kube::LeaderElector::new(identity.clone(), config) {
+        match k8s::LeaderElector::new(identity.clone(), config) {
             Ok(elector) => {
                 for round in ["creating", "renewing"] {
                     match elector.try_acquire_or_renew().await {
@@ -630,7 +625,7 @@ async fn exercise(env: &KubeEnv, as_controller: bool) -> Vec<String> {
 /// releases the fence of a node deleted after its listing (Node list + watch; the release reads
 /// the Node again: get).
 async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) -> Vec<String> {
-    use driver::fencing::{AttachmentManager, FencingConfig, PublishRequest, Sharing};
+    use fencing::{AttachmentManager, FencingConfig, PublishRequest, Sharing};
     let mut failed = Vec::new();
     let index = cluster.start_pv_index();
     let late = format!("default:{}", unique("pvc"));
@@ -698,7 +693,7 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
         failed.push(format!("publish: {e}"));
         return failed;
     }
-    let watch = driver::kube::watch_nodes(
+    let watch = k8s::watch_nodes(
         env.controller.clone(),
         manager.clone(),
         std::time::Duration::from_secs(15),
@@ -721,7 +716,7 @@ async fn exercise_watches(env: &KubeEnv, cluster: &KubeCluster, driver: &str) ->
     let finalizer = format!("external-attacher/{}", driver.replace('.', "-"));
     create_va(&env.admin, &stuck, driver, &node, &late_pv, &[&finalizer]).await;
     let vas = Api::<k8s_openapi::api::storage::v1::VolumeAttachment>::all(env.admin.clone());
-    let va_watch = driver::kube::watch_volume_attachments(
+    let va_watch = k8s::watch_volume_attachments(
         env.controller.clone(),
         driver.to_string(),
         manager.clone(),

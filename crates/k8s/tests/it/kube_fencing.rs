@@ -4,25 +4,24 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "kube_common.rs"]
-mod kube_common;
+use crate::kube_common;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use driver::fencing::annotations;
-use driver::fencing::cluster::Cluster;
-use driver::fencing::{
+use fencing::annotations;
+use fencing::cluster::Cluster;
+use fencing::{
     AttachmentManager, FencingConfig, PublishOutcome, PublishRequest, Sharing, UnpublishOutcome,
 };
-use driver::kube::KubeCluster;
-use driver::params;
+use k8s::KubeCluster;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Api;
 use kube_common::*;
 use tokio::sync::RwLock;
 use tonic::Code;
+use vocab::params;
 
 /// The outage test stops the API server, which every other test here needs: it takes this
 /// exclusively, the others share it.
@@ -510,7 +509,7 @@ async fn a_node_deleted_or_out_of_service_is_released_by_the_node_watch() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let manager = Arc::new(fx.controller().await);
-    let watch = driver::kube::watch_nodes(
+    let watch = k8s::watch_nodes(
         fx.env.controller.clone(),
         manager.clone(),
         std::time::Duration::from_secs(15),
@@ -685,7 +684,7 @@ async fn a_volume_attachment_whose_node_goes_away_while_it_is_deleting_is_finish
         &[&finalizer],
     )
     .await;
-    let watch = driver::kube::watch_volume_attachments(
+    let watch = k8s::watch_volume_attachments(
         fx.env.controller.clone(),
         fx.driver.clone(),
         m.clone(),

@@ -4,14 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "kube_common.rs"]
-mod kube_common;
+use crate::kube_common;
 
 use std::sync::Arc;
 
-use driver::kube::{EventRecorder, NodeEvents, component};
-use driver::node::{NodeObserver, NoopObserver};
+use k8s::{EventRecorder, NodeEvents, component};
 use kube_common::*;
+use node::{NodeObserver, NoopObserver};
 
 #[tokio::test]
 async fn node_observations_are_posted_on_the_pvc_as_the_node_identity() {

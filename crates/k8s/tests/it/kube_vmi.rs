@@ -7,12 +7,11 @@
 //! Pods are created without a scheduler or kubelet: they stay Pending, which is all the lookup
 //! reads. Concurrency is observed through a gate on the PV write, never timed.
 //!
-//! Run: `scripts/test-kube cargo test -p driver --test kube_vmi`.
+//! Run: `scripts/test-kube cargo test -p k8s --test it kube_vmi`.
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "kube_common.rs"]
-mod kube_common;
+use crate::kube_common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -20,16 +19,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use driver::fencing::cluster::{
+use fencing::cluster::{
     Cluster, ClusterError, NodeState, PvInfo, VolumeAttachmentInfo, VolumeEvent,
 };
-use driver::fencing::serialize::PublishSerializer;
-use driver::fencing::{
+use fencing::serialize::PublishSerializer;
+use fencing::{
     AttachmentManager, FencingConfig, PublishOutcome, PublishRequest, Sharing, VmiGrouper,
     VmiGrouperConfig, VmiLookup,
 };
-use driver::kube::{KubeCluster, KubeVmiLookup};
-use driver::params;
+use k8s::{KubeCluster, KubeVmiLookup};
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Volume,
 };
@@ -40,6 +38,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube_common::*;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use vocab::params;
 
 /// A pod mounting `claims`, owned by `owner` (apiVersion, kind, name, uid).
 async fn create_pod(

@@ -13,9 +13,9 @@ use csi::v1::volume_capability::access_mode::Mode;
 use mount::FsType;
 use nvme::{ConnectParams, CtrlLossTmo, ManagedPrefix, Nqn, TargetAddress};
 
-use crate::error::{DriverError, Result};
-use crate::params;
-use crate::volume_id::VolumeId;
+use vocab::error::{DriverError, Result};
+use vocab::params;
+use vocab::volume_id::VolumeId;
 
 /// Connect parameters and per-volume policy from volume_context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +32,9 @@ fn invalid(msg: impl Into<String>) -> DriverError {
 /// reads the export's current address, port and NQN from the RDS, so they win over what
 /// CreateVolume wrote long ago (a storage address changed since then reaches existing volumes).
 const FROM_PUBLISH: [(&str, &str); 3] = [
-    (params::C_NQN, crate::controller::PC_NVME_NQN),
-    (params::C_NVME_ADDRESS, crate::controller::PC_NVME_ADDRESS),
-    (params::C_NVME_PORT, crate::controller::PC_NVME_PORT),
+    (params::C_NQN, vocab::params::PC_NVME_NQN),
+    (params::C_NVME_ADDRESS, vocab::params::PC_NVME_ADDRESS),
+    (params::C_NVME_PORT, vocab::params::PC_NVME_PORT),
 ];
 
 /// One connect value and where it came from, for messages that say which field to fix.
@@ -163,7 +163,7 @@ pub fn capability(cap: Option<&VolumeCapability>) -> Result<CapabilityView> {
                 invalid(format!(
                     "filesystem {:?} is not supported; use one of {:?} (empty means ext4)",
                     m.fs_type,
-                    crate::capability::FS_TYPES
+                    vocab::capability::FS_TYPES
                 ))
             })?;
             Access::Filesystem {

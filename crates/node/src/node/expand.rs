@@ -10,7 +10,7 @@ use mount::FsType;
 
 use super::context::{self, required};
 use super::{Inner, mount_err, nvme_err, sysio};
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 impl Inner {
     pub(crate) async fn expand(

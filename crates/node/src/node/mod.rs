@@ -32,9 +32,9 @@ use nvme::{ErrorClass, Initiator, ManagedPrefix, NvmeError};
 use tokio::sync::{Notify, watch};
 use tonic::{Request, Response, Status};
 
-use crate::error::{DriverError, Result};
-use crate::locks::VolumeLocks;
-use crate::rpc::traced;
+use vocab::error::{DriverError, Result};
+use vocab::locks::VolumeLocks;
+use vocab::rpc::traced;
 
 pub use config::{NodeConfig, NodeDeadlines, RecoveryPolicy};
 pub use monitor::{MonitorReport, VolumeCheck};
@@ -73,7 +73,7 @@ pub(crate) struct Watch {
 
 pub(crate) struct Inner {
     pub cfg: NodeConfig,
-    /// What NodeGetInfo reports: `<node name>/<host NQN>` (see `crate::node_id`).
+    /// What NodeGetInfo reports: `<node name>/<host NQN>` (see `vocab::node_id`).
     pub reported_id: String,
     pub prefix: ManagedPrefix,
     pub initiator: Arc<Initiator>,
@@ -151,7 +151,7 @@ impl NodeService {
         }
         let prefix = managed_prefix(&cfg)?;
         let reported_id =
-            crate::node_id::NodeId::compose(&cfg.node_id, parts.initiator.host().hostnqn())?;
+            vocab::node_id::NodeId::compose(&cfg.node_id, parts.initiator.host().hostnqn())?;
         let state = state::StateStore::load(&cfg.state_dir, cfg.deadlines.state_write)?;
         let mounter = Mounter::new(Arc::clone(&parts.sys), cfg.mounter_config());
         let (ready_tx, _) = watch::channel(ready);
@@ -271,8 +271,8 @@ impl pb::node_server::Node for NodeService {
         let req = r.into_inner();
         let vol = req.volume_id.clone();
         let pvc = match (
-            req.volume_context.get(crate::params::PVC_NAMESPACE),
-            req.volume_context.get(crate::params::PVC_NAME),
+            req.volume_context.get(vocab::params::PVC_NAMESPACE),
+            req.volume_context.get(vocab::params::PVC_NAME),
         ) {
             (Some(ns), Some(name)) => Some((ns.clone(), name.clone())),
             _ => None,

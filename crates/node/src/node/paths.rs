@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
 
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 /// Default `--kubelet-dir`.
 pub const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";

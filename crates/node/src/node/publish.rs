@@ -15,8 +15,8 @@ use nvme::Nqn;
 use super::context::{self, Access, required};
 use super::state::PublishRecord;
 use super::{Inner, mount_err, nvme_err, paths, sysio};
-use crate::error::{DriverError, Result};
-use crate::params;
+use vocab::error::{DriverError, Result};
+use vocab::params;
 
 impl Inner {
     /// The volume's NQN: the staged record wins, then publish_context (the RDS's current
@@ -31,13 +31,13 @@ impl Inner {
             return r.nqn();
         }
         if let Some(n) = publish
-            .get(crate::controller::PC_NVME_NQN)
+            .get(vocab::params::PC_NVME_NQN)
             .filter(|n| !n.trim().is_empty())
         {
             return Nqn::new(n.trim()).map_err(|e| {
                 DriverError::InvalidArgument(format!(
                     "publish_context {}: {e}",
-                    crate::controller::PC_NVME_NQN
+                    vocab::params::PC_NVME_NQN
                 ))
             });
         }

@@ -18,7 +18,7 @@ use super::Inner;
 use super::stage::devnum;
 use super::state::{StagedKind, StagedVolume};
 use super::{mount_err, nvme_err};
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 /// What one recovery attempt found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use super::context::{self, Access, required};
 use super::paths;
 use super::state::{StagedKind, StagedVolume};
 use super::{Inner, mount_err, nvme_err, sysio};
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 pub(crate) fn devnum(d: &Device) -> Option<DevNum> {
     d.dev.map(|(major, minor)| DevNum { major, minor })

@@ -14,7 +14,7 @@ use mount::FsType;
 use nvme::{ConnectParams, CtrlLossTmo, Nqn, TargetAddress};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 pub const STATE_FILE: &str = "node-volumes.json";
 

@@ -16,7 +16,7 @@ use super::context::{self, required};
 use super::recovery::describe;
 use super::stage::devnum;
 use super::{Inner, mount_err, nvme_err, sysio};
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 fn controllers_problem(device: &Device) -> Option<String> {
     if device.has_live_controller() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::paths;
-use crate::error::{DriverError, Result};
+use vocab::error::{DriverError, Result};
 
 /// [`kcall::global`] with the driver's errors; `what` names the call and its target.
 pub(crate) async fn blocking<T, F>(what: String, deadline: Duration, f: F) -> Result<T>

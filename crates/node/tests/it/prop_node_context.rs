@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 
-use driver::node::config::DEFAULT_MANAGED_PREFIX;
-use driver::node::context::stage_context;
-use driver::params;
+use node::config::DEFAULT_MANAGED_PREFIX;
+use node::context::stage_context;
 use nvme::ManagedPrefix;
 use nvme::host_identity::HostIdentity;
 use proptest::prelude::*;
+use vocab::params;
 
 const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-111111111111";
 const FABRICS_KEYS: &[&str] = &[

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::stats::{Field, StatsCollector};
-use crate::fencing::{AttachmentManager, FencingStats};
+use fencing::{AttachmentManager, FencingStats};
 
 /// Exports one manager's [`FencingStats`] at scrape time.
 pub fn collector(manager: Arc<AttachmentManager>) -> StatsCollector<FencingStats> {

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::fencing::LeaderGate;
+use fencing::LeaderGate;
 
 /// Reads the leader gate on every scrape; without a gate (leader election off) the replica is
 /// the only decider and always reports 1.

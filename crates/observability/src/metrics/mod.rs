@@ -7,7 +7,7 @@
 //! subsystems add theirs with [`Metrics::register_collector`] or [`Metrics::register`].
 //!
 //! Events reach it through observer traits defined where they happen
-//! ([`crate::rpc::RpcObserver`], [`crate::node::NodeObserver`]): this module implements them
+//! ([`vocab::rpc::RpcObserver`], [`::node::NodeObserver`]): this module implements them
 //! and the modules that report know nothing of it, so imports run one way (checked by
 //! `tests/module_graph.rs`).
 
@@ -24,8 +24,6 @@ mod stats;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 pub use leader::LeaderCollector;
@@ -38,10 +36,10 @@ pub use rpc::RpcMetrics;
 pub use ssh::{HealthCollector, SshCollector};
 pub use stats::StatsCollector;
 
-use crate::backend::Backends;
-use crate::error::DriverError;
-use crate::fencing::{AttachmentManager, LeaderGate};
-use crate::node::{NodeConfig, NodeObserver};
+use ::fencing::{AttachmentManager, LeaderGate};
+use ::node::{NodeConfig, NodeObserver};
+use vocab::backend::Backends;
+use vocab::error::DriverError;
 
 /// Every metric name starts with this (followed by `_`).
 pub const PREFIX: &str = "rds_csi";
@@ -119,7 +117,7 @@ impl Metrics {
     }
 
     /// Exports the RDS health checker's last result and how many checks it ran.
-    pub fn watch_health(&self, health: Arc<crate::health::RdsHealth>) {
+    pub fn watch_health(&self, health: Arc<vocab::health::RdsHealth>) {
         self.register_collector(Box::new(HealthCollector::new(health)));
     }
 
@@ -144,7 +142,7 @@ impl Metrics {
     }
 
     /// Exports the orphan reconciler's counters, read on every scrape.
-    pub fn watch_orphans(&self, reconciler: Arc<crate::orphans::OrphanReconciler>) {
+    pub fn watch_orphans(&self, reconciler: Arc<controller::orphans::OrphanReconciler>) {
         self.register_collector(Box::new(orphans::collector(reconciler)));
     }
 
@@ -176,21 +174,11 @@ impl Metrics {
     }
 }
 
-/// Keeps a metric family in every scrape, with its HELP and TYPE, even before its first
-/// sample (prometheus-client leaves empty families out). A scrape then lists the same names
-/// from the start, which dashboards, alerts on absence and the docs check rely on.
-#[derive(Debug, Clone)]
-pub struct AlwaysListed<M>(pub M);
+pub use vocab::registry::AlwaysListed;
 
-impl<M: EncodeMetric> EncodeMetric for AlwaysListed<M> {
-    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-    fn metric_type(&self) -> MetricType {
-        self.0.metric_type()
-    }
-    fn is_empty(&self) -> bool {
-        false
+impl vocab::registry::MetricRegistry for Metrics {
+    fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        Metrics::register(self, name, help, metric);
     }
 }
 

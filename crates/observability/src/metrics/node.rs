@@ -18,7 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::Metrics;
-use crate::node::NodeObserver;
+use node::NodeObserver;
 
 /// Counts node events and forwards every call unchanged to the observer it wraps, so it can sit
 /// anywhere in the observer chain.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::stats::{Field, StatsCollector};
-use crate::orphans::{OrphanReconciler, OrphanStats};
+use controller::orphans::{OrphanReconciler, OrphanStats};
 
 /// Exports the reconciler's [`OrphanStats`] at scrape time.
 pub fn collector(reconciler: Arc<OrphanReconciler>) -> StatsCollector<OrphanStats> {

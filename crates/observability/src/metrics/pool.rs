@@ -32,7 +32,7 @@ use rds::RdsError;
 use routeros::Slot;
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Backends};
+use vocab::backend::{Backend, Backends};
 
 /// Pools change as fast as volumes are created; a minute is well inside the hours it takes a
 /// pool to fill, and costs the RDS two prints per backend per minute.

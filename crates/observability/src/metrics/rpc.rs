@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{AlwaysListed, LATENCY_BUCKETS};
-use crate::rpc::{Call, RpcObserver, code_name};
+use vocab::rpc::{Call, RpcObserver, code_name};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {

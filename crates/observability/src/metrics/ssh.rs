@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use rds::exec::TransportStats;
 
-use crate::backend::Backends;
+use vocab::backend::Backends;
 
 /// Reads `RdsClient::transport_stats` of every backend on each scrape.
 pub struct SshCollector {
@@ -85,11 +85,11 @@ impl Collector for SshCollector {
 /// `rds_csi_rds_reachable` and `rds_csi_rds_health_checks`: the health checker's last result,
 /// read on each scrape (a scrape never triggers a check).
 pub struct HealthCollector {
-    health: Arc<crate::health::RdsHealth>,
+    health: Arc<vocab::health::RdsHealth>,
 }
 
 impl HealthCollector {
-    pub fn new(health: Arc<crate::health::RdsHealth>) -> Self {
+    pub fn new(health: Arc<vocab::health::RdsHealth>) -> Self {
         HealthCollector { health }
     }
 }

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(unused_imports)] // `common` re-exports helpers this file does not use.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use csi::v1 as pb;
-use driver::DriverError;
-use driver::audit::{self, MemorySink};
-use driver::rpc::{Observers, observed, traced_on_node};
+use observability::audit::{self, MemorySink};
+use vocab::DriverError;
+use vocab::rpc::{Observers, observed, traced_on_node};
 
 const SECRETS: [&str; 3] = [
     "s3cr3t-password-7f2a",

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use driver::fencing::{AttachmentManager, FencingConfig, MemoryCluster, PublishRequest, Sharing};
-use driver::metrics::Metrics;
+use fencing::{AttachmentManager, FencingConfig, MemoryCluster, PublishRequest, Sharing};
+use observability::metrics::Metrics;
 
 const V: &str = "default:pvc-0b9e3c0e-1f0a-4c6e-9d55-6a1c2f3e4d5a";
 const BLOCK: &str = "default:pvc-7d0c1a3e-5b2f-4e8a-9c6d-1f2e3a4b5c6d";

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use driver::metrics::{Metrics, NvmeCollector};
-use driver::node::{NodeConfig, NodeObserver};
+use node::{NodeConfig, NodeObserver};
 use nvme::{ManagedPrefix, Sysfs};
+use observability::metrics::{Metrics, NvmeCollector};
 
 const PREFIX: &str = "nqn.2000-02.com.mikrotik:pvc-";
 const VOL1: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-111111111111";

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::Backends;
-use driver::config::build_backend;
-use driver::metrics::{Metrics, PoolCache, PoolCollector};
+use observability::metrics::{Metrics, PoolCache, PoolCollector};
 use routeros::{ByteSize, DiskAdd, FilePath, Slot};
 use sandbox::{SandboxOptions, start_sim};
+use vocab::Backends;
+use vocab::config::build_backend;
 
 const GIB: u64 = 1 << 30;
 

@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(unused_imports)] // `common` re-exports helpers this file does not use.
-mod common;
+use crate::common;
 
 use common::*;
-use driver::metrics::Metrics;
-use driver::rpc;
+use observability::metrics::Metrics;
 use tonic::Code;
+use vocab::rpc;
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::Backends;
-use driver::config::build_backend;
-use driver::metrics::Metrics;
+use observability::metrics::Metrics;
 use routeros::Slot;
 use sandbox::{SandboxOptions, start_sim};
+use vocab::Backends;
+use vocab::config::build_backend;
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -1,10 +1,12 @@
-//! The crate's top-level modules import each other one way only: no cycle, so the crate can be
-//! cut along module lines into crates, and observability (metrics, audit) stays a layer on top
-//! that implements the observer traits of the modules where events happen.
+//! The driver's crates import each other one way only, as `README.md`'s architecture table
+//! says, and within each crate the top-level modules do too: no cycle, so every crate can be
+//! learned (and cut further) along module lines, and observability (metrics, audit) stays a
+//! layer on top that implements the observer traits of the crates where events happen.
 //!
 //! Read from the source, not the compiler: every `crate::a…` path (and `super::a…` in a
 //! top-level module's own file, and names `lib.rs` re-exports) outside `#[cfg(test)] mod`
-//! blocks and `//` comment lines is an edge from the file's top-level module to `a`.
+//! blocks and `//` comment lines is an edge from the file's top-level module to `a`. The crate
+//! graph is read from each crate's `[dependencies]` (not dev-dependencies).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -211,24 +213,101 @@ fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
     None
 }
 
+/// The driver's crates split by role, each with the workspace crates it may depend on.
+const ROLE_CRATES: [(&str, &[&str]); 7] = [
+    ("vocab", &[]),
+    ("fencing", &["vocab"]),
+    ("controller", &["vocab", "fencing"]),
+    ("node", &["vocab"]),
+    ("k8s", &["vocab", "fencing", "node"]),
+    ("hotplug-guard", &["vocab"]),
+    ("observability", &["vocab", "fencing", "node", "controller"]),
+];
+
+/// Crates no library may link (only the `rds-csi` binary and `sandbox` do).
+const TEST_ONLY: [&str; 5] = ["rds-sim", "sandbox", "tempfile", "proptest", "rcgen"];
+
+fn crates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crates/")
+        .to_path_buf()
+}
+
+/// The names under `[dependencies]` of a manifest.
+fn normal_dependencies(manifest: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            out.insert(name.to_string());
+        }
+    }
+    out
+}
+
 #[test]
-fn top_level_modules_import_each_other_one_way_only() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
-    // The parse found the real graph, not an empty one.
+fn top_level_modules_of_every_driver_crate_import_each_other_one_way_only() {
+    for (name, _) in ROLE_CRATES {
+        let src = crates_dir().join(name).join("src");
+        let graph = module_graph(&src);
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!(
+                "{name}: import cycle between top-level modules: {}\n{graph:#?}",
+                cycle.join(" → ")
+            );
+        }
+    }
+    // The parse found the real graphs, not empty ones.
+    let vocab = module_graph(&crates_dir().join("vocab/src"));
     assert!(
-        graph.get("metrics").is_some_and(|e| e.contains("rpc")),
-        "{graph:#?}"
+        vocab.get("bounds").is_some_and(|e| e.contains("rpc")),
+        "{vocab:#?}"
     );
+    let controller = module_graph(&crates_dir().join("controller/src"));
     assert!(
-        graph.get("audit").is_some_and(|e| e.contains("node")),
-        "{graph:#?}"
+        controller
+            .get("snapshots")
+            .is_some_and(|e| e.contains("paging")),
+        "{controller:#?}"
     );
-    if let Some(cycle) = find_cycle(&graph) {
-        panic!(
-            "import cycle between top-level modules: {}\n{graph:#?}",
-            cycle.join(" → ")
-        );
+}
+
+#[test]
+fn the_crate_graph_is_the_documented_one_and_no_library_links_test_crates() {
+    let role: BTreeSet<&str> = ROLE_CRATES.iter().map(|c| c.0).collect();
+    for (name, allowed) in ROLE_CRATES {
+        let manifest = std::fs::read_to_string(crates_dir().join(name).join("Cargo.toml"))
+            .expect("Cargo.toml");
+        let deps = normal_dependencies(&manifest);
+        let on_roles: BTreeSet<&str> = deps
+            .iter()
+            .map(String::as_str)
+            .filter(|d| role.contains(d))
+            .collect();
+        let allowed: BTreeSet<&str> = allowed.iter().copied().collect();
+        assert_eq!(on_roles, allowed, "{name}'s driver crates: {deps:?}");
+    }
+    let entries = std::fs::read_dir(crates_dir()).expect("crates/");
+    for entry in entries {
+        let dir = entry.expect("entry").path();
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        if name == "rds-csi" || name == "sandbox" {
+            continue;
+        }
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let deps = normal_dependencies(&manifest);
+        for bad in TEST_ONLY {
+            assert!(!deps.contains(bad), "library {name} depends on {bad}");
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use csi::v1 as pb;
 use csi::v1::node_server::Node;
 use csi::v1::volume_capability::access_mode::Mode;
 use csi::v1::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
-use driver::node::{NodeConfig, NodeObserver, NodeParts, NodeService, VolumeCheck};
+use node::{NodeConfig, NodeObserver, NodeParts, NodeService, VolumeCheck};
 use mount::fake::{Call, RecordingSys};
 use mount::{CommandOutput, CommandRunner, CommandSpec, DevNum, FsUsage, NodeKind, UnmountMode};
 use tonic::{Code, Request};

@@ -12,15 +12,15 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use driver::node::config::DEFAULT_MANAGED_PREFIX;
-use driver::node::context::stage_context;
-use driver::params::{self, volume_context};
-use driver::{Backend, Backends};
+use node::config::DEFAULT_MANAGED_PREFIX;
+use node::context::stage_context;
 use nvme::{CtrlLossTmo, ManagedPrefix};
 use proptest::prelude::*;
 use rds::testing::ScriptedExec;
 use rds::{ClientConfig, RdsClient};
 use routeros::{FilePath, Port};
+use vocab::params::{self, volume_context};
+use vocab::{Backend, Backends};
 
 const NQN: &str = "nqn.2000-02.com.mikrotik:pvc-11111111-1111-4111-8111-111111111111";
 const FILE: &str = "/storage-pool/metal-csi/pvc-11111111-1111-4111-8111-111111111111.img";

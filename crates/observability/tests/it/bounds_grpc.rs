@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(unused_imports)] // `common` re-exports helpers this file does not use.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use csi::v1 as pb;
-use driver::audit::{self, MemorySink};
-use driver::rpc::Observers;
+use observability::audit::{self, MemorySink};
+use vocab::rpc::Observers;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
