@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/it/kube_common.rs"]
+#[path = "../tests/kube_common.rs"]
 mod kube_common;
 
 use std::collections::HashMap;

@@ -10,6 +10,11 @@
 //! simulator or test-only crates. Fencing and the node plugin define the traits it implements
 //! and know nothing of it.
 //!
+//! Its integration tests stay one binary per file (`tests/kube_*.rs`, sharing `kube_common.rs`),
+//! unlike the other crates' single `tests/it` binary: they share one real API server, and some
+//! stop it (the outage tests) or take RBAC bindings away, which only the other files' tests in a
+//! separate process, run after them, are safe from.
+//!
 //! The code lives in the `kube` module (the former `k8s`), re-exported here.
 
 mod kube;

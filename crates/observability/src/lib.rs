@@ -10,6 +10,10 @@
 //! `sandbox`): the modules that report know nothing of it, and observers are values handed to
 //! the server and services when the binary builds them, never process globals. Never depends on
 //! the simulator or test-only crates, nor on `k8s` or the hot-plug guard.
+//!
+//! Its integration tests are one binary (`tests/it`) except `bounds_grpc` and
+//! `metrics_audit_secrets`, which install the process-wide tracing subscriber to read what was
+//! logged and so need a process of their own.
 
 pub mod audit;
 pub mod metrics;

@@ -3,10 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod bounds_grpc;
 #[path = "../../../controller/tests/it/common/mod.rs"]
 mod common;
-mod metrics_audit_secrets;
 mod metrics_fencing;
 mod metrics_node;
 mod metrics_pool;

@@ -7,11 +7,12 @@
 //! Pods are created without a scheduler or kubelet: they stay Pending, which is all the lookup
 //! reads. Concurrency is observed through a gate on the PV write, never timed.
 //!
-//! Run: `scripts/test-kube cargo test -p k8s --test it kube_vmi`.
+//! Run: `scripts/test-kube cargo test -p k8s --test kube_vmi`.
 
 #![allow(clippy::unwrap_used)]
 
-use crate::kube_common;
+#[path = "kube_common.rs"]
+mod kube_common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 #[allow(unused_imports)] // `common` re-exports helpers this file does not use.
-use crate::common;
+#[path = "../../controller/tests/it/common/mod.rs"]
+mod common;
 
 use std::collections::HashMap;
 use std::io::Write;

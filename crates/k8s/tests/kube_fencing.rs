@@ -4,7 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::kube_common;
+#[path = "kube_common.rs"]
+mod kube_common;
 
 use std::collections::HashMap;
 use std::path::Path;
