@@ -31,10 +31,11 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::annotations;
-use super::clock::{Clock, SystemClock, format_rfc3339};
+use super::clock::{Clock, SystemClock};
 use super::cluster::{Cluster, ClusterError, EventKind, NodeState, PvInfo, VolumeEvent};
+use super::publish_plan::{self, Plan, Repeat};
 use super::serialize::{NoSerialization, PublishSerializer};
-use super::state::{Attachment, EventTarget, Migration, NodeAttachment, Sharing};
+use super::state::{Attachment, EventTarget, Sharing};
 use super::stats::{Counters, FencingStats, bump};
 use vocab::error::{DriverError, Result};
 use vocab::locks::{VolumeGuard, VolumeLocks};
@@ -406,19 +407,21 @@ impl AttachmentManager {
         debug_assert_eq!(held.volume_id, req.volume_id);
         let doing = format!("attaching volume {} to node {}", req.volume_id, req.node);
         self.ensure_ready(&doing)?;
-        let ctx_pvc = pvc_from_context(&req.volume_context);
         let current = self.attachment(&req.volume_id);
-        if let Some(held) = current.as_ref().filter(|a| a.holds(&req.node)) {
+        match publish_plan::repeat(current.as_ref(), req) {
             // CSI: a publish to the node that holds the volume with an incompatible access mode
             // is not a retry of the one that attached it.
-            if held.sharing != req.sharing {
+            Some(Repeat::OtherAccess(held)) => {
                 return Err(DriverError::AlreadyExists(format!(
-                    "{doing}: the node already holds the volume with access {:?}, and this publish asks for {:?}; unpublish it first",
-                    held.sharing, req.sharing
+                    "{doing}: the node already holds the volume with access {held:?}, and this publish asks for {:?}; unpublish it first",
+                    req.sharing
                 )));
             }
-            debug!(volume = %req.volume_id, node = %req.node, "already attached to this node");
-            return Ok(PublishOutcome::AlreadyAttached);
+            Some(Repeat::Retry) => {
+                debug!(volume = %req.volume_id, node = %req.node, "already attached to this node");
+                return Ok(PublishOutcome::AlreadyAttached);
+            }
+            None => {}
         }
         self.admit_node(req, &doing).await?;
         let now = self.clock.now();
@@ -426,66 +429,30 @@ impl AttachmentManager {
         // A holder whose Node object is gone releases the volume; if we cannot tell, the fence
         // stays (fail closed).
         let mut stale = Vec::new();
-        let mut remaining = current.clone();
-        if let Some(a) = &mut remaining {
-            for holder in a.node_names() {
-                let state = self
-                    .call("looking up a node", self.cluster.node_state(&holder))
-                    .await
-                    .map_err(|e| {
-                        DriverError::Unavailable(format!(
-                            "{doing}: cannot verify that node {holder}, which holds the volume, still exists, so the volume stays fenced: {e}"
-                        ))
-                    })?;
-                if state == NodeState::Absent {
-                    stale.push(holder);
-                }
-            }
-            a.nodes.retain(|n| !stale.contains(&n.node));
-            if a.nodes.len() < 2 {
-                a.migration = None;
+        for holder in current.iter().flat_map(Attachment::node_names) {
+            let state = self
+                .call("looking up a node", self.cluster.node_state(&holder))
+                .await
+                .map_err(|e| {
+                    DriverError::Unavailable(format!(
+                        "{doing}: cannot verify that node {holder}, which holds the volume, still exists, so the volume stays fenced: {e}"
+                    ))
+                })?;
+            if state == NodeState::Absent {
+                stale.push(holder);
             }
         }
-        let remaining = remaining.filter(|a| !a.nodes.is_empty());
-
-        let mut target = current
-            .as_ref()
-            .map(|a| a.target.clone())
-            .unwrap_or_default();
-        if ctx_pvc.is_some() && target.pvc != ctx_pvc {
-            target.pvc = ctx_pvc.clone();
-            target.pvc_uid = None;
-        }
-        let new_node = NodeAttachment {
-            node: req.node.clone(),
-            attached_at: now,
-        };
-        let (next, outcome) = match remaining {
-            None => (
-                Attachment {
-                    nodes: vec![new_node],
-                    sharing: req.sharing,
-                    migration: None,
-                    target: target.clone(),
-                },
-                PublishOutcome::Attached,
-            ),
-            Some(held) => {
-                if let Some(why) = refusal(&held, req.sharing, now) {
-                    return Err(self.conflict(req, &held, &target, &why).await);
-                }
-                let mut next = held;
-                next.nodes.push(new_node);
-                next.migration = Some(Migration {
-                    started_at: now,
-                    timeout: migration_timeout(
-                        &req.volume_context,
-                        self.config.default_migration_timeout,
-                    ),
-                    timeout_reported: false,
-                });
-                next.target = target.clone();
-                (next, PublishOutcome::MigrationStarted)
+        let plan = publish_plan::plan(
+            current.as_ref(),
+            &stale,
+            req,
+            now,
+            self.config.default_migration_timeout,
+        );
+        let (next, outcome) = match plan {
+            Plan::Record { next, outcome } => (next, outcome),
+            Plan::Refuse { held, target, why } => {
+                return Err(self.conflict(req, &held, &target, &why).await);
             }
         };
 
@@ -703,38 +670,6 @@ impl AttachmentManager {
             UnpublishOutcome::Detached
         })
     }
-}
-
-/// Why `held` cannot take another node for a publish asking for `sharing`, if it cannot.
-fn refusal(held: &Attachment, sharing: Sharing, now: std::time::SystemTime) -> Option<String> {
-    if sharing == Sharing::SingleNode {
-        return Some("the requested access mode allows one node at a time".into());
-    }
-    if held.sharing == Sharing::SingleNode {
-        return Some(
-            "it was attached with a single-node access mode, which allows one node at a time"
-                .into(),
-        );
-    }
-    if held.nodes.len() >= 2 {
-        let mut why = format!(
-            "it is already attached to {} nodes, the most a live migration uses; wait for the migration to finish",
-            held.nodes.len()
-        );
-        if let Some(m) = held
-            .migration
-            .as_ref()
-            .filter(|_| held.migration_overdue(now))
-        {
-            why.push_str(&format!(
-                " (that migration started at {} and has exceeded its {}s timeout; check the VirtualMachineInstanceMigration)",
-                format_rfc3339(m.started_at),
-                m.timeout.as_secs()
-            ));
-        }
-        return Some(why);
-    }
-    None
 }
 
 fn api_error(doing: &str, step: &str, e: ClusterError) -> DriverError {

@@ -2,7 +2,7 @@
 //! most one node, with state that survives controller restarts.
 //!
 //! Fencing is always on in controller mode: there is no configuration without a [`Cluster`].
-//! `manager` holds the rules, `annotations` the persisted format, `rebuild` the restart path,
+//! `manager` holds the rules (the publish decision itself is `publish_plan`, pure), `annotations` the persisted format, `rebuild` the restart path,
 //! `reconciler` the background repairs, `memory` the in-memory cluster used by tests and the
 //! sandbox, `serialize` the seam for KubeVirt per-VM serialization, and `vmi`/`vmi_grouper` its opt-in
 //! implementation (publishes of one VMI's volumes one at a time).
@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod host_acl;
 pub mod manager;
 pub mod memory;
+pub mod publish_plan;
 pub mod rebuild;
 pub mod reconciler;
 pub mod serialize;
