@@ -3,7 +3,8 @@
 //!
 //! Owns: [`KubeCluster`] (fencing's `Cluster` trait against a real API server: PVs,
 //! VolumeAttachments, nodes, pods, VMIs), the node and VolumeAttachment watches, the PV index
-//! and node cache, leader election (a `fencing::LeaderGate`), kubelet version checks, API
+//! and node cache, leader election and the controller HA policy built on it (`ha`: when a
+//! replica serves publish, a `fencing::LeaderGate`), kubelet version checks, API
 //! error classification and events (including the node plugin's, as a `node::NodeObserver`).
 //!
 //! May not: depend on the controller, the hot-plug guard or observability, nor on the

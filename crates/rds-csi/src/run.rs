@@ -1,7 +1,6 @@
 //! `controller`, `node` and `all`: build the services from flags and serve them.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +11,8 @@ use fencing::{
     VmiGrouperConfig,
 };
 use k8s::{
-    ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, LeaderConfig, LeaderElector,
-    component, leader,
+    ClientSettings, EventRecorder, HaGate, KubeCluster, KubeVmiLookup, LeaderConfig, LeaderElector,
+    component, follow_leadership, leader,
 };
 use observability::audit::Audit;
 use observability::metrics::Metrics;
@@ -158,40 +157,6 @@ async fn controller_parts(
     })
 }
 
-/// Controller HA: whether this replica may serve publish/unpublish right now. It may once it
-/// holds the Lease AND has rebuilt the attachment state in this leadership term; it stops the moment
-/// the elector reports the Lease lost, without waiting for `Background` to react.
-struct HaGate {
-    elector: Arc<LeaderElector>,
-    /// The leadership term the attachment state was rebuilt in (0: none yet).
-    rebuilt_in: AtomicU64,
-}
-
-impl HaGate {
-    fn serving(&self) -> bool {
-        self.elector.is_leader() && self.rebuilt_in.load(Ordering::SeqCst) == self.elector.term()
-    }
-}
-
-impl LeaderGate for HaGate {
-    fn refusal(&self) -> Option<String> {
-        if self.serving() {
-            return None;
-        }
-        if self.elector.is_leader() {
-            return Some(
-                "this replica just became the leader and is rebuilding the attachment state".into(),
-            );
-        }
-        let leader = self
-            .elector
-            .holder()
-            .filter(|h| h != self.elector.identity())
-            .unwrap_or_else(|| "not known yet (no replica holds the Lease)".into());
-        Some(format!("not the leader; the leader is {leader}"))
-    }
-}
-
 /// The election, when on: only with a Kubernetes API (there is no Lease without one).
 fn ha_gate(
     s: &ServeArgs,
@@ -216,10 +181,7 @@ fn ha_gate(
         api_timeout: k.kube_timeout,
     };
     let elector = LeaderElector::new(client, config)?;
-    Ok(Some(Arc::new(HaGate {
-        elector,
-        rebuilt_in: AtomicU64::new(0),
-    })))
+    Ok(Some(Arc::new(HaGate::new(elector))))
 }
 
 /// What runs beside the RPCs: the reconcilers, and with HA the election and the task that
@@ -249,8 +211,8 @@ impl Background {
             };
         };
         let (stop, stop_rx) = watch::channel(false);
-        let leading = gate.elector.subscribe();
-        let elector = gate.elector.spawn(stop_rx);
+        let leading = gate.elector().subscribe();
+        let elector = gate.elector().spawn(stop_rx);
         let follower = tokio::spawn(follow_leadership(
             gate,
             fencing.clone(),
@@ -288,59 +250,6 @@ impl Background {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Gaining leadership: rebuild the attachment state (retrying while still leading), THEN serve
-/// publish and run the attachment reconciler. Losing it: stop both and mark the state stale.
-async fn follow_leadership(
-    gate: Arc<HaGate>,
-    fencing: Arc<AttachmentManager>,
-    mut leading: watch::Receiver<bool>,
-    reconciler: Arc<Mutex<Option<JoinHandle<()>>>>,
-) {
-    let retry = gate.elector.config().retry_period;
-    loop {
-        let is_leader = *leading.borrow_and_update();
-        let term = gate.elector.term();
-        if is_leader && gate.rebuilt_in.load(Ordering::SeqCst) != term {
-            // A new term: whatever ran in an earlier one is stale.
-            if let Some(r) = lock(&reconciler).take() {
-                r.abort();
-            }
-            match fencing.rebuild().await {
-                Ok(report) => {
-                    gate.rebuilt_in.store(term, Ordering::SeqCst);
-                    info!(
-                        term,
-                        volumes = report.volumes,
-                        attachments = report.attachments,
-                        "leader: attachment state rebuilt; serving ControllerPublish/Unpublish"
-                    );
-                    *lock(&reconciler) = Some(fencing.spawn_reconciler());
-                }
-                Err(e) => {
-                    error!(error = %e, "leader: cannot rebuild the attachment state; publish stays refused, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
-                        _ = leading.changed() => {}
-                    }
-                    continue;
-                }
-            }
-            // Leadership may have been lost and regained during the rebuild: check again.
-            if gate.elector.term() != term {
-                continue;
-            }
-        } else if !is_leader {
-            fencing.suspend();
-            if let Some(r) = lock(&reconciler).take() {
-                r.abort();
-            }
-        }
-        if leading.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// The orphan reconciler (built always, so its report and metrics say whether it runs). It
