@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use csi::v1 as pb;
-use driver::fencing::cluster::VolumeAttachmentInfo;
-use driver::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
+use fencing::cluster::VolumeAttachmentInfo;
+use fencing::{AttachmentManager, FencingConfig, MemoryCluster};
 use procsim::*;
 
 fn slot(i: usize) -> String {

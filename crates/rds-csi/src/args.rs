@@ -515,7 +515,7 @@ mod tests {
             let all = crate::run::settings_from(&rds(extra)).unwrap();
             all[0]
                 .storage_addresses()
-                .map(|a| driver::params::format_addresses(&a))
+                .map(|a| vocab::params::format_addresses(&a))
                 .map_err(|e| e.to_string())
         };
         assert_eq!(addresses(&[]).unwrap(), "10.0.0.2");

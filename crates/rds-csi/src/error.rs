@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use driver::error::DriverError;
+use vocab::error::DriverError;
 
 use crate::csi_cmd::CsiCmdError;
 
@@ -69,7 +69,7 @@ pub enum CliError {
     Driver(#[from] DriverError),
     /// The hotplug guard's serving certificate or TLS setup.
     #[error(transparent)]
-    Guard(#[from] driver::hotplug_guard::GuardError),
+    Guard(#[from] hotplug_guard::GuardError),
     #[error("reading authorized keys {}: {source}", path.display())]
     AuthorizedKeys {
         path: PathBuf,

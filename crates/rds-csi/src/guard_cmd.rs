@@ -1,5 +1,5 @@
 //! `rds-csi hotplug-guard`: the KubeVirt hotplug handoff guard webhook (see
-//! `driver::hotplug_guard` and docs/kubevirt.md).
+//! `hotplug_guard` and docs/kubevirt.md).
 //!
 //! A separate process from the CSI driver on purpose: it needs its own TLS endpoint reachable by
 //! the API server, its own RBAC (VMIs, pods), and operators must be able to turn it off by
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use driver::hotplug_guard::tls::ReloadingCert;
-use driver::hotplug_guard::{Guard, GuardMetrics, GuardSettings, KubeGuardCluster, server};
-use driver::kube::ClientSettings;
-use driver::metrics::Metrics;
+use hotplug_guard::tls::ReloadingCert;
+use hotplug_guard::{Guard, GuardMetrics, GuardSettings, KubeGuardCluster, server};
+use k8s::ClientSettings;
+use observability::metrics::Metrics;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
@@ -88,7 +88,7 @@ pub async fn run(a: GuardArgs) -> Result<(), CliError> {
         guard_metrics.clone(),
     )?);
     let tls = Arc::new(cert.server_config()?);
-    let client = driver::kube::client(&ClientSettings {
+    let client = k8s::client(&ClientSettings {
         kubeconfig: a.kubeconfig.clone(),
         connect_timeout: a.lookup_timeout,
         read_timeout: a.lookup_timeout,

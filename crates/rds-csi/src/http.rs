@@ -19,9 +19,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use driver::accept::accept_until;
-use driver::health::RdsHealth;
-use driver::metrics::{CONTENT_TYPE, Metrics};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -29,10 +26,13 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use observability::metrics::{CONTENT_TYPE, Metrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
+use vocab::accept::accept_until;
+use vocab::health::RdsHealth;
 
 use crate::error::CliError;
 
@@ -53,7 +53,7 @@ pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub ready: ReadyCheck,
     /// The orphan reconciler's report, served on `/orphans` (controller only).
-    pub orphans: Option<Arc<driver::orphans::OrphanReconciler>>,
+    pub orphans: Option<Arc<controller::orphans::OrphanReconciler>>,
     /// RDS reachability, shown in `/readyz` (controller only); never makes it fail.
     pub rds: Option<Arc<RdsHealth>>,
     /// Serve detail (`/orphans`, reasons in `/readyz`) to every peer, not only loopback.

@@ -1,6 +1,6 @@
 //! Log setup: text for people, JSON lines for log pipelines; stderr either way.
 
-use driver::audit::{Audit, SecurityEventLayer};
+use observability::audit::{Audit, SecurityEventLayer};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

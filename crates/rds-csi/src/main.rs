@@ -65,16 +65,16 @@ fn main() -> ExitCode {
 
 /// The audit trail: the `--audit-log` file or stderr for the serving commands; the log for the
 /// others (their security events, such as a host-key mismatch, still show there).
-fn audit_trail(command: &Command) -> Result<driver::audit::Audit, CliError> {
+fn audit_trail(command: &Command) -> Result<observability::audit::Audit, CliError> {
     let serve = match command {
         Command::Controller(a) => &a.serve,
         Command::Node(a) => &a.serve,
         Command::All(a) => &a.serve,
-        _ => return Ok(driver::audit::Audit::default()),
+        _ => return Ok(observability::audit::Audit::default()),
     };
     let sink = match &serve.audit_log {
-        Some(path) => driver::audit::file_sink(path)?,
-        None => driver::audit::stderr_sink(),
+        Some(path) => observability::audit::file_sink(path)?,
+        None => observability::audit::stderr_sink(),
     };
-    Ok(driver::audit::Audit::new(sink))
+    Ok(observability::audit::Audit::new(sink))
 }

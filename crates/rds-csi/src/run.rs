@@ -1,29 +1,33 @@
 //! `controller`, `node` and `all`: build the services from flags and serve them.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use driver::audit::Audit;
-use driver::config::{BackendSettings, build_backend, read_backends_file};
-use driver::fencing::serialize::PublishSerializer;
-use driver::fencing::{
+use controller::orphans::{OrphanConfig, OrphanReconciler};
+use fencing::serialize::PublishSerializer;
+use fencing::{
     AttachmentManager, Cluster, FencingConfig, LeaderGate, MemoryCluster, VmiGrouper,
     VmiGrouperConfig,
 };
-use driver::kube::{
-    ClientSettings, EventRecorder, KubeCluster, KubeVmiLookup, LeaderConfig, LeaderElector,
-    component, leader,
+use k8s::{
+    ClientSettings, EventRecorder, HaGate, KubeCluster, KubeVmiLookup, LeaderConfig, LeaderElector,
+    component, follow_leadership, leader,
 };
-use driver::metrics::Metrics;
-use driver::orphans::{OrphanConfig, OrphanReconciler};
-use driver::rpc::Observers;
-use driver::server::{Services, serve_with};
-use driver::{Backends, ControllerService, IdentityService, NodeService};
+use observability::audit::Audit;
+use observability::metrics::Metrics;
+use vocab::config::{BackendSettings, build_backend, read_backends_file};
+use vocab::rpc::Observers;
+use vocab::server::serve_with;
+
+/// The server with this driver's two services.
+type Services = vocab::server::Services<ControllerService, NodeService>;
+use controller::ControllerService;
+use node::NodeService;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
+use vocab::{Backends, IdentityService};
 
 use crate::args::{
     AllArgs, ControllerArgs, KubeArgs, NodeArgs, NodeOnlyArgs, OrphanArgs, RdsArgs, ServeArgs,
@@ -106,7 +110,7 @@ struct ControllerParts {
     controller: ControllerService,
     fencing: Arc<AttachmentManager>,
     orphans: Arc<OrphanReconciler>,
-    rds: Arc<driver::health::RdsHealth>,
+    rds: Arc<vocab::health::RdsHealth>,
     /// The election, when this replica must win a Lease before serving publish.
     ha: Option<Arc<HaGate>>,
 }
@@ -153,40 +157,6 @@ async fn controller_parts(
     })
 }
 
-/// Controller HA: whether this replica may serve publish/unpublish right now. It may once it
-/// holds the Lease AND has rebuilt the attachment state in this leadership term; it stops the moment
-/// the elector reports the Lease lost, without waiting for `Background` to react.
-struct HaGate {
-    elector: Arc<LeaderElector>,
-    /// The leadership term the attachment state was rebuilt in (0: none yet).
-    rebuilt_in: AtomicU64,
-}
-
-impl HaGate {
-    fn serving(&self) -> bool {
-        self.elector.is_leader() && self.rebuilt_in.load(Ordering::SeqCst) == self.elector.term()
-    }
-}
-
-impl LeaderGate for HaGate {
-    fn refusal(&self) -> Option<String> {
-        if self.serving() {
-            return None;
-        }
-        if self.elector.is_leader() {
-            return Some(
-                "this replica just became the leader and is rebuilding the attachment state".into(),
-            );
-        }
-        let leader = self
-            .elector
-            .holder()
-            .filter(|h| h != self.elector.identity())
-            .unwrap_or_else(|| "not known yet (no replica holds the Lease)".into());
-        Some(format!("not the leader; the leader is {leader}"))
-    }
-}
-
 /// The election, when on: only with a Kubernetes API (there is no Lease without one).
 fn ha_gate(
     s: &ServeArgs,
@@ -211,10 +181,7 @@ fn ha_gate(
         api_timeout: k.kube_timeout,
     };
     let elector = LeaderElector::new(client, config)?;
-    Ok(Some(Arc::new(HaGate {
-        elector,
-        rebuilt_in: AtomicU64::new(0),
-    })))
+    Ok(Some(Arc::new(HaGate::new(elector))))
 }
 
 /// What runs beside the RPCs: the reconcilers, and with HA the election and the task that
@@ -244,8 +211,8 @@ impl Background {
             };
         };
         let (stop, stop_rx) = watch::channel(false);
-        let leading = gate.elector.subscribe();
-        let elector = gate.elector.spawn(stop_rx);
+        let leading = gate.elector().subscribe();
+        let elector = gate.elector().spawn(stop_rx);
         let follower = tokio::spawn(follow_leadership(
             gate,
             fencing.clone(),
@@ -283,59 +250,6 @@ impl Background {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Gaining leadership: rebuild the attachment state (retrying while still leading), THEN serve
-/// publish and run the attachment reconciler. Losing it: stop both and mark the state stale.
-async fn follow_leadership(
-    gate: Arc<HaGate>,
-    fencing: Arc<AttachmentManager>,
-    mut leading: watch::Receiver<bool>,
-    reconciler: Arc<Mutex<Option<JoinHandle<()>>>>,
-) {
-    let retry = gate.elector.config().retry_period;
-    loop {
-        let is_leader = *leading.borrow_and_update();
-        let term = gate.elector.term();
-        if is_leader && gate.rebuilt_in.load(Ordering::SeqCst) != term {
-            // A new term: whatever ran in an earlier one is stale.
-            if let Some(r) = lock(&reconciler).take() {
-                r.abort();
-            }
-            match fencing.rebuild().await {
-                Ok(report) => {
-                    gate.rebuilt_in.store(term, Ordering::SeqCst);
-                    info!(
-                        term,
-                        volumes = report.volumes,
-                        attachments = report.attachments,
-                        "leader: attachment state rebuilt; serving ControllerPublish/Unpublish"
-                    );
-                    *lock(&reconciler) = Some(fencing.spawn_reconciler());
-                }
-                Err(e) => {
-                    error!(error = %e, "leader: cannot rebuild the attachment state; publish stays refused, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
-                        _ = leading.changed() => {}
-                    }
-                    continue;
-                }
-            }
-            // Leadership may have been lost and regained during the rebuild: check again.
-            if gate.elector.term() != term {
-                continue;
-            }
-        } else if !is_leader {
-            fencing.suspend();
-            if let Some(r) = lock(&reconciler).take() {
-                r.abort();
-            }
-        }
-        if leading.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// The orphan reconciler (built always, so its report and metrics say whether it runs). It
@@ -392,9 +306,7 @@ async fn kube_client(k: &KubeArgs) -> Result<Option<::kube::Client>, CliError> {
         read_timeout: k.kube_timeout,
         write_timeout: k.kube_timeout,
     };
-    let client = driver::kube::client(&settings)
-        .await
-        .map_err(CliError::KubeClient)?;
+    let client = k8s::client(&settings).await.map_err(CliError::KubeClient)?;
     Ok(Some(client))
 }
 
@@ -448,17 +360,13 @@ async fn start_fencing(
     // leading with HA).
     let watch = |m: &Arc<AttachmentManager>| {
         if let Some(client) = nodes {
-            drop(driver::kube::watch_nodes(
-                client.clone(),
-                m.clone(),
-                k.kube_timeout,
-            ));
-            drop(driver::kube::watch_volume_attachments(
+            drop(k8s::watch_nodes(client.clone(), m.clone(), k.kube_timeout));
+            drop(k8s::watch_volume_attachments(
                 client,
                 s.driver_name.clone(),
                 m.clone(),
                 k.kube_timeout,
-                driver::kube::VA_FINISH_GRACE,
+                k8s::VA_FINISH_GRACE,
             ));
         }
     };
@@ -514,7 +422,7 @@ fn vmi_grouper(
 /// serving).
 fn warn_if_kubelet_too_old(n: &NodeOnlyArgs, k: &KubeArgs, kube: Option<&::kube::Client>) {
     if let Some(client) = kube {
-        tokio::spawn(driver::kube::check_kubelet_version(
+        tokio::spawn(k8s::check_kubelet_version(
             client.clone(),
             n.node_id.clone(),
             k.kube_timeout,
@@ -531,16 +439,16 @@ fn node_service(
     if n.node_id.trim().is_empty() {
         return Err(CliError::EmptyNodeId);
     }
-    let mut cfg = driver::node::NodeConfig::new(n.node_id.clone());
+    let mut cfg = node::NodeConfig::new(n.node_id.clone());
     cfg.max_volumes = n.max_volumes_per_node;
     cfg.managed_prefix = n.managed_nqn_prefix.clone();
     cfg.state_dir = n.state_dir.clone();
     cfg.kubelet_dir = n.kubelet_dir.clone();
     cfg.connect_method = match n.nvme_connect_method.as_str() {
-        "nvme-cli" => driver::node::ConnectMethod::NvmeCli {
+        "nvme-cli" => node::ConnectMethod::NvmeCli {
             program: n.nvme_cli.clone(),
         },
-        _ => driver::node::ConnectMethod::Fabrics,
+        _ => node::ConnectMethod::Fabrics,
     };
     cfg.sysfs_root = n.sysfs_root.clone();
     cfg.dev_root = n.dev_root.clone();
@@ -553,15 +461,15 @@ fn node_service(
     cfg.deadlines.unmount_wait = n.unmount_wait;
     cfg.monitor_interval = n.node_monitor_interval;
     // Automatic stale-mount recovery is not an RPC, so `traced` cannot audit it.
-    let audit: Arc<dyn driver::node::NodeObserver> = Arc::new(driver::audit::RecoveryAudit::new(
+    let audit: Arc<dyn node::NodeObserver> = Arc::new(observability::audit::RecoveryAudit::new(
         n.node_id.clone(),
-        Arc::new(driver::node::NoopObserver),
+        Arc::new(node::NoopObserver),
         audit.clone(),
     ));
-    let observer: Arc<dyn driver::node::NodeObserver> = match kube {
+    let observer: Arc<dyn node::NodeObserver> = match kube {
         Some(client) => {
             let recorder = EventRecorder::new(client, component::NODE).with_host(n.node_id.clone());
-            Arc::new(driver::kube::NodeEvents::new(Arc::new(recorder), audit))
+            Arc::new(k8s::NodeEvents::new(Arc::new(recorder), audit))
         }
         None => audit,
     };
@@ -586,7 +494,7 @@ async fn serve_until_signal(
     s: &ServeArgs,
     services: Services,
     metrics: Arc<Metrics>,
-    rds: Option<Arc<driver::health::RdsHealth>>,
+    rds: Option<Arc<vocab::health::RdsHealth>>,
     orphans: Option<Arc<OrphanReconciler>>,
 ) -> Result<(), CliError> {
     let socket = socket_path(&s.endpoint)?;
@@ -683,7 +591,7 @@ pub fn backends_from(r: &RdsArgs, metrics: &Metrics) -> Result<Arc<Backends>, Cl
 /// the pod unready. Needs the Pod's name and namespace from the downward API (`POD_NAME`,
 /// `POD_NAMESPACE`, as the manifests set them); without them the log and the metrics say it.
 fn report_reachability_as_events(
-    rds: &driver::health::RdsHealth,
+    rds: &vocab::health::RdsHealth,
     client: ::kube::Client,
     timeout: Duration,
 ) {
@@ -696,22 +604,22 @@ fn report_reachability_as_events(
         Arc::new(EventRecorder::new(client, component::CONTROLLER).with_timeout(timeout));
     rds.set_observer(Arc::new(move |backend: &str, error: Option<&str>| {
         let event = match error {
-            Some(e) => driver::fencing::cluster::VolumeEvent {
+            Some(e) => fencing::cluster::VolumeEvent {
                 pv_name: None,
                 pvc: None,
-                kind: driver::fencing::cluster::EventKind::Warning,
+                kind: fencing::cluster::EventKind::Warning,
                 reason: "RDSUnreachable".into(),
                 message: format!(
                     "backend {backend} does not answer: {}; operations that need it fail until it does, detaches go on",
-                    driver::rpc::clip(e, 512)
+                    vocab::rpc::clip(e, 512)
                 ),
                 pv_uid: None,
                 pvc_uid: None,
             },
-            None => driver::fencing::cluster::VolumeEvent {
+            None => fencing::cluster::VolumeEvent {
                 pv_name: None,
                 pvc: None,
-                kind: driver::fencing::cluster::EventKind::Normal,
+                kind: fencing::cluster::EventKind::Normal,
                 reason: "RDSReachable".into(),
                 message: format!("backend {backend} answers again"),
                 pv_uid: None,
@@ -727,7 +635,7 @@ fn report_reachability_as_events(
 /// `/readyz` have one at once). A failure is logged, not fatal: the controller serves what needs
 /// no RDS and the rest fails with UNAVAILABLE until it answers, instead of a crash loop that
 /// hides the cause.
-async fn check_reachable(backends: &Backends, health: &Arc<driver::health::RdsHealth>) {
+async fn check_reachable(backends: &Backends, health: &Arc<vocab::health::RdsHealth>) {
     let report = health.check().await;
     for b in backends.all() {
         if b.insecure {

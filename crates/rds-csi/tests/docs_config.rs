@@ -311,7 +311,7 @@ fn manifests_use_only_env_variables_the_binary_reads() {
 #[test]
 fn example_backends_file_parses() {
     let text = read("deploy/kubernetes/overlays/multi-rds/backends.toml");
-    let backends = driver::config::parse_backends(&text).unwrap();
+    let backends = vocab::config::parse_backends(&text).unwrap();
     assert_eq!(
         backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
         ["rds2"]
@@ -322,11 +322,11 @@ fn example_backends_file_parses() {
 }
 
 /// Every StorageClass parameter the driver accepts (each `pub const P_…` in
-/// crates/driver/src/params.rs, read from the source so a new parameter cannot be missed) is
+/// crates/vocab/src/params.rs, read from the source so a new parameter cannot be missed) is
 /// documented in the doc and in the annotated example class.
 #[test]
 fn storage_class_parameters_are_documented() {
-    let source = read("crates/driver/src/params.rs");
+    let source = read("crates/vocab/src/params.rs");
     let params: Vec<String> = source
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub const P_"))
@@ -334,7 +334,7 @@ fn storage_class_parameters_are_documented() {
         .map(str::to_string)
         .collect();
     assert!(
-        params.iter().any(|p| p == driver::params::P_NVME_ADDRESS),
+        params.iter().any(|p| p == vocab::params::P_NVME_ADDRESS),
         "found no parameters in params.rs: {params:?}"
     );
     let doc = read("docs/configuration.md");

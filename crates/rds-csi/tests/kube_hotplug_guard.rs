@@ -243,9 +243,9 @@ async fn the_guard_holds_an_unfinished_handoff_and_lets_everything_else_through(
     let dir = tempfile::tempdir().unwrap();
     let suffix = rand_suffix();
     let ns = format!("hg-{suffix}");
-    let client = driver::kube::client(&driver::kube::ClientSettings {
+    let client = k8s::client(&k8s::ClientSettings {
         kubeconfig: Some(admin.clone().into()),
-        ..driver::kube::ClientSettings::default()
+        ..k8s::ClientSettings::default()
     })
     .await
     .unwrap();

@@ -716,11 +716,14 @@ async fn a_thousand_operations_with_faults_leak_nothing() {
         end.rss_kib,
         base.rss_kib
     );
+    // Growth in the second half is read from anonymous memory: the file-backed part of RSS is
+    // the binary's code, paged in as rarer fault paths run for the first time (where the code
+    // lies, and so how much, depends on how the workspace is split into crates, not on a leak).
     assert!(
-        end.rss_kib <= mid.rss_kib + RSS_HALF_SLACK_KIB,
-        "RSS still growing: {} KiB half way, {} KiB at the end",
-        mid.rss_kib,
-        end.rss_kib
+        end.anon_kib <= mid.anon_kib + RSS_HALF_SLACK_KIB,
+        "anonymous RSS still growing: {} KiB half way, {} KiB at the end",
+        mid.anon_kib,
+        end.anon_kib
     );
 
     // And the controller still works: tidy up through it, leaving nothing.

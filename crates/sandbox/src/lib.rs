@@ -16,13 +16,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use driver::audit::Audit;
-use driver::config::{BackendSettings, build_backend, default_volume_path};
-use driver::error::{DriverError, Result};
-use driver::fencing::{AttachmentManager, FencingConfig, MemoryCluster};
-use driver::rpc::Observers;
-use driver::server::{Services, serve};
-use driver::{Backends, ControllerService, IdentityService};
+use controller::ControllerService;
+use fencing::{AttachmentManager, FencingConfig, MemoryCluster};
+use observability::audit::Audit;
+use vocab::config::{BackendSettings, build_backend, default_volume_path};
+use vocab::error::{DriverError, Result};
+use vocab::rpc::Observers;
+use vocab::server::{Services, serve};
+use vocab::{Backends, IdentityService};
 
 #[derive(Clone)]
 pub struct SandboxOptions {
@@ -177,7 +178,7 @@ impl Sandbox {
                 Duration::from_secs(3),
             ),
             controller: Some(ControllerService::new(backends, fencing.clone())),
-            node: None,
+            node: None::<node::NodeService>,
             observers: o.rpc_observers.clone(),
         };
         let (stop, stop_rx) = oneshot::channel::<()>();

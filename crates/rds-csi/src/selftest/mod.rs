@@ -300,7 +300,7 @@ async fn signal() {
     }
 }
 
-fn chosen(a: &SelftestArgs) -> Result<driver::config::BackendSettings, String> {
+fn chosen(a: &SelftestArgs) -> Result<vocab::config::BackendSettings, String> {
     let all = crate::run::settings_from(&a.rds).map_err(|e| e.to_string())?;
     let name = a.backend.as_deref().unwrap_or(&a.rds.backend_name);
     all.into_iter()
@@ -312,7 +312,7 @@ fn chosen(a: &SelftestArgs) -> Result<driver::config::BackendSettings, String> {
 /// flag), the same transport, with a recorder between it and the client.
 fn context(a: &SelftestArgs) -> Result<Ctx, String> {
     let s = chosen(a)?;
-    let host_key = driver::config::host_key_policy(&s).map_err(|e| e.to_string())?;
+    let host_key = vocab::config::host_key_policy(&s).map_err(|e| e.to_string())?;
     let private_key = std::fs::read_to_string(&s.key_file)
         .map_err(|e| format!("reading SSH private key {}: {e}", s.key_file.display()))?;
     let transport = SshTransport::new(SshConfig {
@@ -397,7 +397,7 @@ fn context(a: &SelftestArgs) -> Result<Ctx, String> {
     })
 }
 
-fn volume_path(a: &SelftestArgs, s: &driver::config::BackendSettings) -> Result<FilePath, String> {
+fn volume_path(a: &SelftestArgs, s: &vocab::config::BackendSettings) -> Result<FilePath, String> {
     let base = FilePath::new(&s.volume_path).map_err(|e| format!("volume path: {e}"))?;
     let Some(want) = &a.volume_path else {
         return Ok(base);

@@ -172,6 +172,9 @@ pub struct ProcUsage {
     pub fds: usize,
     pub threads: usize,
     pub rss_kib: u64,
+    /// The anonymous part of `rss_kib` (heap, stacks): without the binary's file-backed pages,
+    /// which grow as code runs for the first time, not with a leak.
+    pub anon_kib: u64,
 }
 
 pub fn usage(pid: u32) -> ProcUsage {
@@ -190,6 +193,7 @@ pub fn usage(pid: u32) -> ProcUsage {
         fds,
         threads: field("Threads:") as usize,
         rss_kib: field("VmRSS:"),
+        anon_kib: field("RssAnon:"),
     }
 }
 
