@@ -356,11 +356,19 @@ fi
 
 # ---------------------------------------------------------------- target outage while the pod runs
 CFG=/sys/kernel/config/nvmet
-port_dir() { for p in "$CFG"/ports/*; do [ "$(cat "$p/addr_trsvcid" 2>/dev/null)" = 4420 ] && { echo "$p"; return 0; }; done; return 1; }
+# The simulator listens on 127.0.0.1 and 127.0.0.2 (two paths, tests/vm/guest-init.sh); the
+# controller here publishes 127.0.0.1 only, so that is the port whose loss is an outage.
+port_dir() {
+    for p in "$CFG"/ports/*; do
+        [ "$(cat "$p/addr_trsvcid" 2>/dev/null)" = 4420 ] && [ "$(cat "$p/addr_traddr" 2>/dev/null)" = 127.0.0.1 ] \
+            && { echo "$p"; return 0; }
+    done
+    return 1
+}
 if pod_running p1 && P=$(port_dir); then
     LINKS=$(ls "$P/subsystems"); PID_=${P##*/}
     for l in $LINKS; do rm "$P/subsystems/$l"; done; rmdir "$P"
-    log "outage: port 4420 removed for 10 s"
+    log "outage: port 127.0.0.1:4420 removed for 10 s"
     ( sleep 3; dd if=/dev/urandom of="$PUB1/during-outage.bin" bs=4k count=4 conv=fsync 2>/dev/null; echo $? > /tmp/k/io.rc ) &
     IO=$!
     sleep 10
@@ -375,6 +383,8 @@ if pod_running p1 && P=$(port_dir); then
     else
         fail kubelet.target-outage "io rc=$(cat /tmp/k/io.rc 2>/dev/null) marker=$(cat "$PUB1/marker" 2>&1) stage=$(mount_source "$GLOBAL_FS") publish=$(mount_source "$PUB1")"
     fi
+else
+    fail kubelet.target-outage "not run: pod p1 is not Running or no nvmet port listens on 127.0.0.1:4420 ($(ls "$CFG/ports" 2>&1 | tr '\n' ' '))"
 fi
 
 # ---------------------------------------------------------------- deletion: unpublish, unstage, disconnect
