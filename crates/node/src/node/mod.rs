@@ -6,7 +6,9 @@
 //! the RPCs, [`recovery`] repairs stale mounts and lost controllers, [`monitor`] looks for
 //! trouble between RPCs, [`startup`] cleans up leftovers once, [`state`] remembers how every
 //! volume was staged so all of this survives a plugin restart. Every RPC that touches a volume
-//! holds that volume's lock, and so does the monitor while it repairs one.
+//! holds that volume's lock, and so does the monitor while it repairs one; only adding a missing
+//! path of a multipath volume runs without it ([`multipath`]), since a path that never answers
+//! must not hold up that volume's unstage.
 
 pub mod config;
 pub mod context;
@@ -72,6 +74,10 @@ pub(crate) struct Watch {
     pub next_try: Option<tokio::time::Instant>,
     /// The live paths (`address:port`) last reported to the observer.
     pub live_paths: Option<Vec<String>>,
+    /// Consecutive background path repairs that left a path unconnected, for their own backoff
+    /// (a dead secondary address is not a failed recovery: the volume is fine).
+    pub path_failures: u32,
+    pub path_next_try: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct Inner {
@@ -89,6 +95,9 @@ pub(crate) struct Inner {
     pub ready: watch::Sender<bool>,
     pub kick: Notify,
     pub watches: Mutex<HashMap<String, Watch>>,
+    /// Background path repairs in flight at once: each may wait out a connect deadline, and they
+    /// must leave the blocking-call executor's slots to stage and recovery.
+    pub path_repairs: tokio::sync::Semaphore,
 }
 
 /// The CSI Node service. Cheap to clone; clones share state, locks and background tasks.
@@ -172,6 +181,7 @@ impl NodeService {
                 ready: ready_tx,
                 kick: Notify::new(),
                 watches: Mutex::new(HashMap::new()),
+                path_repairs: tokio::sync::Semaphore::new(multipath::PATH_REPAIRS_IN_FLIGHT),
                 cfg,
             }),
         })

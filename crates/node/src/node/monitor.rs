@@ -1,7 +1,14 @@
 //! The background monitor: between kubelet calls, walk every staged volume, notice controller
 //! state changes (reported to the observer) and stale mounts, and recover them with a bounded
 //! backoff per volume. NodeGetVolumeStats wakes it early when it sees a stale mount.
+//!
+//! Volumes are checked one after another under their locks; missing multipath paths found on
+//! the way are connected beside the pass, without the lock (`multipath`), and the pass ends
+//! when those are done too.
 
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Inner;
@@ -51,7 +58,7 @@ fn health_text(h: &Option<Health>) -> String {
 }
 
 impl Inner {
-    pub(crate) async fn run_monitor(&self) {
+    pub(crate) async fn run_monitor(self: &Arc<Self>) {
         loop {
             let report = self.monitor_pass().await;
             for (volume, check) in &report.checks {
@@ -67,23 +74,48 @@ impl Inner {
         }
     }
 
-    pub(crate) async fn monitor_pass(&self) -> super::MonitorReport {
+    pub(crate) async fn monitor_pass(self: &Arc<Self>) -> super::MonitorReport {
         let mut report = MonitorReport::default();
+        let mut repairs = JoinSet::new();
         for rec in self.state.all() {
             let id = rec.volume_id.clone();
-            let check = self.check_volume(rec).await;
-            if let Some(c) = check {
-                report.checks.push((id, c));
+            let Some((check, paths)) = self.check_volume(rec.clone()).await else {
+                continue;
+            };
+            if check != VolumeCheck::BackingOff
+                && paths
+                    .as_ref()
+                    .is_some_and(|p| self.wants_path_repair(&id, p))
+            {
+                let me = Arc::clone(self);
+                repairs.spawn(async move { (rec.volume_id.clone(), me.repair_paths(rec).await) });
+            }
+            report.checks.push((id, check));
+        }
+        while let Some(joined) = repairs.join_next().await {
+            let Ok((id, Some(done))) = joined else {
+                continue;
+            };
+            if let Some((_, check)) = report.checks.iter_mut().find(|(v, _)| *v == id) {
+                *check = match std::mem::replace(check, VolumeCheck::Healthy) {
+                    VolumeCheck::Recovered(d) => VolumeCheck::Recovered(format!("{d}; {done}")),
+                    VolumeCheck::Failed(e) => VolumeCheck::Failed(e),
+                    _ => VolumeCheck::Recovered(done),
+                };
             }
         }
         report
     }
 
-    async fn check_volume(&self, rec: StagedVolume) -> Option<VolumeCheck> {
+    /// Checks one volume under its lock; also returns its paths as last seen, for the repair.
+    async fn check_volume(
+        &self,
+        rec: StagedVolume,
+    ) -> Option<(VolumeCheck, Option<super::multipath::PathReport>)> {
         let id = rec.volume_id.clone();
         let now = Instant::now();
         if self.watch_of(&id).next_try.is_some_and(|t| t > now) {
-            return Some(VolumeCheck::BackingOff);
+            return Some((VolumeCheck::BackingOff, None));
         }
         let _guard = self.locks.lock(&id).await;
         // Unstaged while we waited for the lock: nothing to watch any more.
@@ -121,7 +153,7 @@ impl Inner {
             }
         };
         // Multipath: report a change of the live path set (and the first view after a start).
-        self.report_paths(&rec).await;
+        let paths = self.report_paths(&rec).await;
         let policy = self.cfg.recovery.clone();
         let failed = matches!(check, VolumeCheck::Failed(_));
         self.update_watch(&id, |w| {
@@ -143,7 +175,7 @@ impl Inner {
                 self.update_watch(&id, |w| w.live = Some(true));
             }
         }
-        Some(check)
+        Some((check, paths))
     }
 
     fn watch_of(&self, id: &str) -> super::Watch {

@@ -4,10 +4,15 @@
 //!
 //! - Stage connects every path that has no controller yet, in parallel; it succeeds when at
 //!   least one path has a controller. A path that cannot connect is left to the monitor, which
-//!   retries it on every pass ([`Inner::connect_paths`] again) and reports the live set.
+//!   retries it ([`Inner::repair_paths`]) and reports the live set.
 //! - A path whose controller the kernel deleted (6.12 does so when the target answers a
 //!   reconnect with "do not retry") is reconnected the same way: the head device and every mount
 //!   on it stay as they are, since another path kept the namespace.
+//! - That repair runs beside the monitor pass, without the volume lock: a connect to an address
+//!   that never answers waits out its whole deadline, and neither the volume's own unstage nor
+//!   the other volumes' checks may wait with it. A connect that lands after an unstage is undone
+//!   under the lock. A path that stays down is retried with a doubling pause (the recovery
+//!   policy's), not on every pass, and at most [`PATH_REPAIRS_IN_FLIGHT`] repairs run at once.
 //! - With the kernel's multipath off (`nvme_core.multipath=N`) a second controller would be a
 //!   second block device for the same volume, so only one path is ever connected and the reason
 //!   is reported (VolumeCondition, log, `paths_changed`).
@@ -15,10 +20,26 @@
 
 use nvme::{ConnectParams, Multipath, Nqn, PathState, TargetAddress};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::state::StagedVolume;
 use super::{Inner, nvme_err};
 use vocab::error::{DriverError, Result};
+
+/// Background path repairs in flight at once on a node. Each holds at most one blocking kernel
+/// call per path, so this keeps most of the executor's slots for stage and recovery even when
+/// one address is dead for every volume.
+pub(crate) const PATH_REPAIRS_IN_FLIGHT: usize = 4;
+
+/// Whether a path connect may repair the subsystem itself or only add to a working one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Stage and locked recovery: an orphaned subsystem is disconnected and connected again.
+    Repair,
+    /// The unlocked background repair: only paths next to a live or reconnecting controller are
+    /// added; anything else belongs to the locked recovery.
+    AddMissing,
+}
 
 /// What [`Inner::connect_paths`] did.
 #[derive(Debug, Default)]
@@ -44,6 +65,9 @@ pub(crate) struct PathReport {
     pub missing: Vec<String>,
     /// The missing paths with their controllers' states, for messages.
     pub missing_detail: Vec<String>,
+    /// Paths with no controller at all: only these can be connected (the others are the
+    /// kernel's to reconnect).
+    pub absent: usize,
     /// Set when the kernel's multipath is off and the volume has several paths.
     pub multipath_off: Option<String>,
 }
@@ -57,6 +81,7 @@ impl PathReport {
             live: live.iter().map(|p| p.name()).collect(),
             missing: missing.iter().map(|p| p.name()).collect(),
             missing_detail: missing.iter().map(|p| p.describe()).collect(),
+            absent: states.iter().filter(|p| p.is_absent()).count(),
             multipath_off,
         }
     }
@@ -108,6 +133,20 @@ impl Inner {
     /// device) is disconnected first. Succeeds when afterwards at least one path has a
     /// controller; the paths that failed are in the answer, for the caller to report.
     pub(crate) async fn connect_paths(&self, paths: &[ConnectParams]) -> Result<PathsConnect> {
+        self.connect_paths_in(paths, Scope::Repair).await
+    }
+
+    /// Connects the paths of `paths` that have no controller, only while the subsystem has a
+    /// live or reconnecting controller; otherwise does nothing (the locked recovery owns it).
+    async fn add_missing_paths(&self, paths: &[ConnectParams]) -> Result<PathsConnect> {
+        self.connect_paths_in(paths, Scope::AddMissing).await
+    }
+
+    async fn connect_paths_in(
+        &self,
+        paths: &[ConnectParams],
+        scope: Scope,
+    ) -> Result<PathsConnect> {
         let Some(first) = paths.first() else {
             return Err(DriverError::Internal(
                 "a volume without NVMe/TCP paths".into(),
@@ -121,6 +160,7 @@ impl Inner {
             .map_err(|e| nvme_err(&format!("reading the state of {nqn}"), e))?;
         let had_any = match health {
             Some(nvme::Health::Healthy) | Some(nvme::Health::Recovering { .. }) => true,
+            _ if scope == Scope::AddMissing => return Ok(PathsConnect::default()),
             Some(nvme::Health::Orphaned(reason)) => {
                 tracing::warn!(nqn = %nqn, %reason, "orphaned subsystem; reconnecting");
                 self.initiator
@@ -236,16 +276,17 @@ impl Inner {
 
     /// Reports the live paths of a staged volume to the observer when they differ from what was
     /// reported last (always on the first call after a start, so gauges exist after a restart).
-    pub(crate) async fn report_paths(&self, rec: &StagedVolume) {
+    /// Returns what it saw, `None` when the paths could not be read.
+    pub(crate) async fn report_paths(&self, rec: &StagedVolume) -> Option<PathReport> {
         let (nqn, targets) = match (rec.nqn(), rec.targets()) {
             (Ok(n), Ok(t)) => (n, t),
-            _ => return,
+            _ => return None,
         };
         let report = match self.path_report(&nqn, &targets).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(volume = %rec.volume_id, error = %e, "cannot read the volume's paths");
-                return;
+                return None;
             }
         };
         let previous = {
@@ -254,7 +295,7 @@ impl Inner {
             w.live_paths.replace(report.live.clone())
         };
         if previous.as_ref() == Some(&report.live) {
-            return;
+            return Some(report);
         }
         if report.total > 1 {
             if report.missing.is_empty() {
@@ -270,6 +311,78 @@ impl Inner {
             report.total,
             &report.missing,
         );
+        Some(report)
+    }
+
+    /// Whether the monitor should start a background repair for this volume now: several paths,
+    /// one of them without a controller, and no pause pending after earlier failed repairs.
+    pub(crate) fn wants_path_repair(&self, volume_id: &str, report: &PathReport) -> bool {
+        if report.total < 2 || report.absent == 0 {
+            return false;
+        }
+        // With multipath off a second path is never added; nothing to try while one is there.
+        if report.multipath_off.is_some() && !report.live.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        let map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(volume_id)
+            .and_then(|w| w.path_next_try)
+            .is_none_or(|t| t <= now)
+    }
+
+    /// Connects the paths of a staged volume that have no controller, without its lock (see the
+    /// module documentation). Returns what it connected, for the monitor's report.
+    pub(crate) async fn repair_paths(&self, rec: StagedVolume) -> Option<String> {
+        let paths = rec.path_params().ok()?;
+        let _permit = self.path_repairs.acquire().await.ok()?;
+        let result = self.add_missing_paths(&paths).await;
+        let _guard = self.locks.lock(&rec.volume_id).await;
+        let staged = self
+            .state
+            .get(&rec.volume_id)
+            .is_some_and(|now| now.nqn == rec.nqn);
+        if !staged {
+            // Unstaged (or staged anew for another NQN) while the connect was in the kernel: the
+            // unstage could not see this controller yet, so it is removed here.
+            if let Ok(c) = &result
+                && !c.connected.is_empty()
+                && let Ok(nqn) = rec.nqn()
+            {
+                tracing::warn!(volume = %rec.volume_id, paths = ?c.connected, "a path connected after the volume was unstaged; disconnecting it");
+                if let Err(e) = self.initiator.disconnect(&nqn).await {
+                    tracing::warn!(volume = %rec.volume_id, error = %e, "disconnecting a path connected after unstage");
+                }
+            }
+            return None;
+        }
+        let (done, failed) = match &result {
+            Ok(c) => (c.connected.clone(), !c.failed.is_empty()),
+            Err(e) => {
+                tracing::debug!(volume = %rec.volume_id, error = %e, "adding missing paths");
+                (Vec::new(), true)
+            }
+        };
+        let policy = self.cfg.recovery.clone();
+        {
+            let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            let w = map.entry(rec.volume_id.clone()).or_default();
+            if failed {
+                w.path_failures = w.path_failures.saturating_add(1);
+                w.path_next_try = Some(Instant::now() + policy.backoff(w.path_failures));
+            } else {
+                w.path_failures = 0;
+                w.path_next_try = None;
+            }
+        }
+        if done.is_empty() {
+            return None;
+        }
+        self.report_paths(&rec).await;
+        Some(format!(
+            "reconnected NVMe/TCP path(s) {} (their controllers were gone)",
+            done.join(", ")
+        ))
     }
 
     /// After an unstage: the volume has no paths on this node any more.

@@ -87,41 +87,18 @@ impl Inner {
             .await
             .map_err(|e| nvme_err(&format!("reading the state of {nqn}"), e))?;
         match health {
-            Some(Health::Healthy) => {
-                // Per path: one whose controller is gone (never connected at stage, or deleted
-                // by the kernel) is connected again; the head device, and so every mount, stays.
-                if paths.len() > 1 {
-                    match self.connect_paths(&paths).await {
-                        Ok(c) if !c.connected.is_empty() => done.push(format!(
-                            "reconnected NVMe/TCP path(s) {} (their controllers were gone)",
-                            c.connected.join(", ")
-                        )),
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(volume = %rec.volume_id, error = %e, "reconnecting missing paths")
-                        }
-                    }
-                }
-            }
+            // A multipath volume with a path missing next to a working one is not repaired here:
+            // the monitor adds the path without the volume lock (`multipath::repair_paths`).
+            Some(Health::Healthy) => {}
             Some(Health::Recovering { controllers }) => {
-                // A path that has no controller at all may bring the volume back sooner than
-                // the reconnecting ones.
-                if paths.len() > 1
-                    && let Ok(c) = self.connect_paths(&paths).await
-                    && !c.connected.is_empty()
-                {
-                    tracing::info!(volume = %rec.volume_id, paths = ?c.connected, "reconnected NVMe/TCP path(s) while the others reconnect");
-                }
                 let list: Vec<String> = controllers
                     .iter()
                     .map(|(n, s)| format!("{n}={s}"))
                     .collect();
-                if !matches!(self.initiator.health(nqn).await, Ok(Some(Health::Healthy))) {
-                    return Ok(RecoveryOutcome::Waiting(format!(
-                        "controller not live, kernel reconnecting ({})",
-                        list.join(",")
-                    )));
-                }
+                return Ok(RecoveryOutcome::Waiting(format!(
+                    "controller not live, kernel reconnecting ({})",
+                    list.join(",")
+                )));
             }
             Some(Health::Orphaned(reason)) => {
                 // connect_paths disconnects the orphan, then connects every path.

@@ -1,6 +1,7 @@
 //! NVMe/TCP multipath on the node against the fake kernel (issue #18): every path connected
 //! with one host identity, the head device mounted, a path that cannot connect retried in the
-//! background and reported, a deleted path re-added without touching the mount, unstage of
+//! background (with a pause, and without holding the volume) and reported, a deleted path
+//! re-added without touching the mount, unstage of
 //! every path, and the kernel's multipath off giving one path and a reason. The real kernel's
 //! failover is proven by the VM suite (tests/vm/scenarios.d/13-node-multipath.sh).
 #![allow(clippy::unwrap_used, dead_code, unused_imports)]
@@ -98,8 +99,10 @@ async fn a_path_that_cannot_connect_does_not_fail_the_stage_and_is_retried_in_th
     assert_eq!(report.get(VOL), Some(&VolumeCheck::Healthy));
     assert_eq!(e.seen.all("paths").len(), 1);
 
-    // The port is back: the next pass connects the path without touching the mount.
+    // The port is back: the next pass after the repair's pause connects the path without
+    // touching the mount.
     e.kernel.refuse("10.0.1.1", false);
+    tokio::time::sleep(e.node.config().recovery.max_backoff).await;
     let before = mounts(&e);
     let report = e.node.monitor_pass().await;
     assert!(
@@ -143,6 +146,96 @@ async fn a_path_deleted_by_the_kernel_is_re_added_without_touching_the_mount() {
     assert_eq!(opt(&e.kernel.connects()[2], "traddr="), "10.0.1.1");
     assert_eq!(mounts(&e), before, "the mount is never touched");
     assert!(!e.seen.any("stale"));
+}
+
+#[tokio::test]
+async fn a_path_that_stays_down_is_retried_after_a_pause_not_on_every_pass() {
+    // A pause far longer than the test: every pass after the first failure falls inside it.
+    // (The retry once a pause is over is the "retried in the background" test above.)
+    let e = Env::with_config(|c| c.recovery.initial_backoff = Duration::from_secs(3600));
+    e.kernel.set_multipath(true);
+    e.kernel.refuse("10.0.1.1", true);
+    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
+        .await
+        .unwrap();
+    let tries = |e: &Env| {
+        e.kernel
+            .connects()
+            .iter()
+            .filter(|c| opt(c, "traddr=") == "10.0.1.1")
+            .count()
+    };
+    assert_eq!(tries(&e), 1, "stage tried it once");
+    e.node.monitor_pass().await;
+    assert_eq!(tries(&e), 2, "the first pass tries again");
+    for _ in 0..3 {
+        assert_eq!(
+            e.node.monitor_pass().await.get(VOL),
+            Some(&VolumeCheck::Healthy)
+        );
+    }
+    assert_eq!(tries(&e), 2, "no retry inside the pause");
+    // Still reported as degraded meanwhile, and a failing path is not a failed recovery.
+    let cond = e
+        .stats(VOL, &e.staging(VOL))
+        .await
+        .unwrap()
+        .volume_condition
+        .unwrap();
+    assert!(
+        cond.abnormal && cond.message.contains("10.0.1.1:4420"),
+        "{cond:?}"
+    );
+    assert!(!e.seen.any("failed"), "{:?}", e.seen.all(""));
+}
+
+#[tokio::test]
+async fn a_path_that_never_answers_does_not_hold_up_unstage_and_a_late_connect_is_undone() {
+    let e = Env::new();
+    e.kernel.set_multipath(true);
+    e.kernel.refuse("10.0.1.1", true);
+    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
+        .await
+        .unwrap();
+    assert_eq!(e.kernel.connects().len(), 2);
+    // The address comes back but its connect sleeps in the kernel until released.
+    e.kernel.refuse("10.0.1.1", false);
+    e.kernel.hold("10.0.1.1", true);
+    let node = e.node.clone();
+    let pass = tokio::spawn(async move { node.monitor_pass().await });
+    for _ in 0..1000 {
+        if e.kernel.connects().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        e.kernel.connects().len(),
+        3,
+        "the monitor's connect is in the kernel"
+    );
+
+    // The connect deadline is 5 s; the unstage does not wait for it.
+    let unstage = tokio::time::timeout(Duration::from_secs(2), e.unstage(VOL)).await;
+    assert!(
+        matches!(unstage, Ok(Ok(()))),
+        "unstage waited for the stuck path: {unstage:?}"
+    );
+    assert!(e.kernel.deleted(0));
+    assert!(!pass.is_finished());
+
+    // The kernel finally answers: that controller appeared after the unstage looked, and the
+    // repair removes it instead of leaving a path of an unstaged volume behind.
+    e.kernel.hold("10.0.1.1", false);
+    let report = pass.await.unwrap();
+    assert_eq!(report.get(VOL), Some(&VolumeCheck::Healthy));
+    assert!(e.kernel.deleted(1), "the late path was disconnected");
+    assert!(e.node.staged_volumes().is_empty());
+    let paths = e.seen.all(&format!("paths {VOL}"));
+    assert!(
+        paths.last().is_some_and(|p| p.contains(" 0/0 ")),
+        "no path reported after the unstage: {paths:?}"
+    );
 }
 
 #[tokio::test]

@@ -41,6 +41,9 @@ struct Kernel {
     multipath: std::sync::atomic::AtomicBool,
     /// Target addresses whose connects are refused (ECONNREFUSED), as when a port is down.
     refused: Mutex<Vec<String>>,
+    /// Target addresses whose connects sleep in the "kernel" until released (an address that
+    /// never answers), at most [`HOLD_LIMIT`].
+    held: Mutex<Vec<String>>,
     /// The head device (name, number) of each NQN with multipath on.
     heads: Mutex<HashMap<String, (String, DevNum)>>,
 }
@@ -158,6 +161,15 @@ impl Kernel {
     }
 
     #[allow(dead_code)]
+    fn hold(&self, traddr: &str, held: bool) {
+        let mut h = self.held.lock().unwrap();
+        h.retain(|a| a != traddr);
+        if held {
+            h.push(traddr.to_string());
+        }
+    }
+
+    #[allow(dead_code)]
     fn refuse(&self, traddr: &str, refused: bool) {
         let mut r = self.refused.lock().unwrap();
         r.retain(|a| a != traddr);
@@ -240,6 +252,9 @@ fn write(p: &Path, s: &str) {
     fs::write(p, format!("{s}\n")).unwrap();
 }
 
+/// Longest a held connect sleeps, so a test that forgets to release one still ends.
+const HOLD_LIMIT: Duration = Duration::from_secs(20);
+
 /// `/dev/nvme-fabrics`: a connect creates a live controller with one namespace.
 struct Fabrics(Arc<Kernel>);
 
@@ -258,6 +273,10 @@ impl nvme::FabricsDevice for Fabrics {
         };
         let (nqn, traddr, trsvcid) = (opt("nqn="), opt("traddr="), opt("trsvcid="));
         self.0.connects.lock().unwrap().push(options.to_string());
+        let since = std::time::Instant::now();
+        while self.0.held.lock().unwrap().contains(&traddr) && since.elapsed() < HOLD_LIMIT {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if self.0.refused.lock().unwrap().contains(&traddr) {
             return Err(nvme::NvmeError::KernelRefused {
                 op: "connect",
@@ -533,6 +552,11 @@ fn config(dir: &Path) -> NodeConfig {
 
 impl Env {
     fn new() -> Env {
+        Env::with_config(|_| {})
+    }
+
+    /// [`Env::new`] with the node's configuration changed by `tune`.
+    fn with_config(tune: impl FnOnce(&mut NodeConfig)) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("sys");
         for d in [
@@ -567,12 +591,13 @@ impl Env {
             connects: Mutex::new(Vec::new()),
             multipath: std::sync::atomic::AtomicBool::new(false),
             refused: Mutex::new(Vec::new()),
+            held: Mutex::new(Vec::new()),
             heads: Mutex::new(HashMap::new()),
         });
         let tools = Arc::new(Tools::default());
         *tools.mountinfo.lock().unwrap() = Some(dir.path().join("mountinfo"));
         let seen = Arc::new(Seen::default());
-        let node = build(dir.path(), &kernel, &tools, &seen);
+        let node = build_with(dir.path(), &kernel, &tools, &seen, tune);
         Env {
             dir,
             kernel,
@@ -694,7 +719,18 @@ impl Env {
 }
 
 fn build(dir: &Path, kernel: &Arc<Kernel>, tools: &Arc<Tools>, seen: &Arc<Seen>) -> NodeService {
-    let cfg = config(dir);
+    build_with(dir, kernel, tools, seen, |_| {})
+}
+
+fn build_with(
+    dir: &Path,
+    kernel: &Arc<Kernel>,
+    tools: &Arc<Tools>,
+    seen: &Arc<Seen>,
+    tune: impl FnOnce(&mut NodeConfig),
+) -> NodeService {
+    let mut cfg = config(dir);
+    tune(&mut cfg);
     let host = nvme::HostIdentity::from_uuid(
         uuid::Uuid::parse_str("7f1c0d1e-2f3a-4b5c-8d9e-0a1b2c3d4e5f").unwrap(),
     )
