@@ -22,6 +22,7 @@ use crate::nqn::{ManagedPrefix, Nqn};
 use crate::params::{ConnectParams, TargetAddress};
 use crate::resolver::Resolver;
 use crate::sysfs::{Device, Multipath, PathState, Subsystem, Sysfs, path_states};
+use crate::view::HostView;
 
 /// How connections are created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,6 +388,19 @@ impl Initiator {
                 .map(|s| s.controllers)
                 .unwrap_or_default();
             Ok(path_states(&controllers, &targets))
+        })
+        .await
+    }
+
+    /// Every subsystem on the host in one walk (see [`HostView`]), for a caller about to look
+    /// at many NQNs.
+    pub async fn host_view(&self) -> Result<HostView> {
+        self.scan("read every subsystem", "the host view", |r| {
+            let sysfs = r.sysfs();
+            Ok(HostView::new(
+                sysfs.subsystems()?,
+                sysfs.dev_root().to_path_buf(),
+            ))
         })
         .await
     }

@@ -18,6 +18,7 @@ pub mod nqn;
 pub mod params;
 pub mod resolver;
 pub mod sysfs;
+pub mod view;
 
 pub use error::{ErrorClass, NvmeError, Result};
 pub use fabrics::{FabricsAnswer, FabricsDevice, FabricsFile};
@@ -36,3 +37,4 @@ pub use sysfs::{
     Controller, ControllerAddress, ControllerState, Device, Multipath, Namespace, NamespaceKind,
     PathState, Subsystem, Sysfs, path_states,
 };
+pub use view::HostView;

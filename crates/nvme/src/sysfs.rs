@@ -300,6 +300,20 @@ pub(crate) fn parse_name(s: &str) -> Option<NvmeName> {
     r.is_empty().then_some(NvmeName::Namespace(a, n))
 }
 
+/// The block device of a subsystem: its first namespace in preference order (multipath head,
+/// then namespaces of live controllers; see `Sysfs::subsystem`).
+pub(crate) fn device_of(dev_root: &Path, sub: &Subsystem) -> Option<Device> {
+    let ns = sub.namespaces.first()?;
+    Some(Device {
+        nqn: sub.nqn.clone(),
+        name: ns.name.clone(),
+        path: dev_root.join(&ns.name),
+        dev: ns.dev,
+        kind: ns.kind.clone(),
+        controllers: sub.controllers.clone(),
+    })
+}
+
 /// Entry point to the tree. Cheap to clone; holds only paths.
 #[derive(Debug, Clone)]
 pub struct Sysfs {
@@ -513,15 +527,11 @@ impl Sysfs {
     }
 
     pub(crate) fn device_of(&self, sub: &Subsystem) -> Option<Device> {
-        let ns = sub.namespaces.first()?;
-        Some(Device {
-            nqn: sub.nqn.clone(),
-            name: ns.name.clone(),
-            path: self.dev_root.join(&ns.name),
-            dev: ns.dev,
-            kind: ns.kind.clone(),
-            controllers: sub.controllers.clone(),
-        })
+        device_of(&self.dev_root, sub)
+    }
+
+    pub(crate) fn dev_root(&self) -> &Path {
+        &self.dev_root
     }
 
     /// Re-reads, through the device's own sysfs ancestry, which NQN owns block device `name`

@@ -5,16 +5,34 @@
 //! Volumes are checked one after another under their locks; missing multipath paths found on
 //! the way are connected beside the pass, without the lock (`multipath`), and the pass ends
 //! when those are done too.
+//!
+//! Cost: a pass reads sysfs and the mount table once ([`PassView`]) and a volume that view
+//! shows healthy costs a few lookups and two `lstat`s. Only a volume the view does not clear
+//! is read afresh and repaired ([`Inner::recover`]): per-volume sysfs lookups walk every
+//! controller on the host, which made a pass grow with the square of the volumes
+//! (docs/benchmarks.md, "Node monitor pass").
 
 use std::sync::Arc;
 
+use mount::{MountHealth, MountTable, NodeKind, classify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::multipath::PathReport;
 use super::recovery::RecoveryOutcome;
-use super::state::StagedVolume;
-use nvme::Health;
+use super::stage::devnum;
+use super::state::{StagedKind, StagedVolume};
+use nvme::{Health, HostView, assess, path_states};
+
+/// What one pass read once for all volumes. A snapshot: it only ever clears a volume; anything
+/// it does not clear is read again under the volume's lock before a repair.
+pub(crate) struct PassView {
+    host: HostView,
+    mounts: MountTable,
+    /// Why the kernel will not take a second path, when it will not.
+    multipath_off: Option<String>,
+}
 
 /// Result of checking one volume in one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +95,10 @@ impl Inner {
     pub(crate) async fn monitor_pass(self: &Arc<Self>) -> super::MonitorReport {
         let mut report = MonitorReport::default();
         let mut repairs = JoinSet::new();
+        let view = self.pass_view().await;
         for rec in self.state.all() {
             let id = rec.volume_id.clone();
-            let Some((check, paths)) = self.check_volume(rec.clone()).await else {
+            let Some((check, paths)) = self.check_volume(rec.clone(), view.as_ref()).await else {
                 continue;
             };
             if check != VolumeCheck::BackingOff
@@ -107,11 +126,78 @@ impl Inner {
         report
     }
 
+    /// One sysfs walk and one mount table for the whole pass; `None` (every volume then reads
+    /// for itself) when either cannot be read.
+    async fn pass_view(&self) -> Option<PassView> {
+        let host = self
+            .initiator
+            .host_view()
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "monitor: cannot read the NVMe subsystems"))
+            .ok()?;
+        let mounts = self
+            .mounter
+            .mount_table()
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "monitor: cannot read the mount table"))
+            .ok()?;
+        let multipath_off = self.multipath_off(2).await;
+        Some(PassView {
+            host,
+            mounts,
+            multipath_off,
+        })
+    }
+
+    /// The volume's paths when `view` shows nothing for the recovery to do: a live controller,
+    /// the staging mount (or each published device node) on the device the NQN resolves to.
+    /// Missing paths do not matter here (they are the background repair's). `None` when
+    /// anything is off or cannot be told from the view.
+    fn clear_in_view(&self, rec: &StagedVolume, view: &PassView) -> Option<PathReport> {
+        let nqn = rec.nqn().ok()?;
+        let sub = view.host.subsystem(&nqn)?;
+        if assess(sub) != Health::Healthy {
+            return None;
+        }
+        let states = path_states(&sub.controllers, &rec.targets().ok()?);
+        let degraded = states.len() > 1 && !states.iter().all(|p| p.is_live());
+        let device = view.host.device(&nqn)?;
+        match &rec.kind {
+            StagedKind::Filesystem { .. } => {
+                let verdict = classify(
+                    &view.mounts,
+                    self.sys.as_ref(),
+                    &rec.staging_path,
+                    Some(&device.path),
+                    false,
+                )
+                .ok()?;
+                (verdict == MountHealth::Ok).then_some(())?;
+            }
+            StagedKind::Block => {
+                let current = devnum(&device)?;
+                for target in rec.published.keys() {
+                    match self.sys.node_kind(target).ok()? {
+                        NodeKind::BlockDevice(d) if d != current => return None,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let off = if degraded {
+            view.multipath_off.clone()
+        } else {
+            None
+        };
+        Some(PathReport::from_states(&states, off))
+    }
+
     /// Checks one volume under its lock; also returns its paths as last seen, for the repair.
     async fn check_volume(
         &self,
         rec: StagedVolume,
-    ) -> Option<(VolumeCheck, Option<super::multipath::PathReport>)> {
+        view: Option<&PassView>,
+    ) -> Option<(VolumeCheck, Option<PathReport>)> {
         let id = rec.volume_id.clone();
         let now = Instant::now();
         if self.watch_of(&id).next_try.is_some_and(|t| t > now) {
@@ -121,6 +207,19 @@ impl Inner {
         // Unstaged while we waited for the lock: nothing to watch any more.
         let rec = self.state.get(&id)?;
         let nqn = rec.nqn.clone();
+        if let Some(paths) = view.and_then(|v| self.clear_in_view(&rec, v)) {
+            if self.watch_of(&id).live == Some(false) {
+                tracing::info!(volume = %id, nqn = %nqn, "NVMe connection restored");
+                self.observer.connection_restored(&id, &nqn);
+            }
+            self.update_watch(&id, |w| {
+                w.live = Some(true);
+                w.failures = 0;
+                w.next_try = None;
+            });
+            let paths = self.announce_paths(&rec, paths);
+            return Some((VolumeCheck::Healthy, Some(paths)));
+        }
         let health = self.initiator.health(&rec.nqn().ok()?).await;
         match &health {
             Ok(h) => {

@@ -73,7 +73,7 @@ pub(crate) struct PathReport {
 }
 
 impl PathReport {
-    fn from_states(states: &[PathState], multipath_off: Option<String>) -> PathReport {
+    pub(crate) fn from_states(states: &[PathState], multipath_off: Option<String>) -> PathReport {
         let (live, missing): (Vec<&PathState>, Vec<&PathState>) =
             states.iter().partition(|p| p.is_live());
         PathReport {
@@ -114,7 +114,7 @@ fn name_of(t: &TargetAddress) -> String {
 
 impl Inner {
     /// The kernel's multipath setting when it matters (several paths); `None` otherwise.
-    async fn multipath_off(&self, paths: usize) -> Option<String> {
+    pub(crate) async fn multipath_off(&self, paths: usize) -> Option<String> {
         if paths < 2 {
             return None;
         }
@@ -289,13 +289,18 @@ impl Inner {
                 return None;
             }
         };
+        Some(self.announce_paths(rec, report))
+    }
+
+    /// Hands `report` to the observer when its live set differs from the last one reported.
+    pub(crate) fn announce_paths(&self, rec: &StagedVolume, report: PathReport) -> PathReport {
         let previous = {
             let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
             let w = map.entry(rec.volume_id.clone()).or_default();
             w.live_paths.replace(report.live.clone())
         };
         if previous.as_ref() == Some(&report.live) {
-            return Some(report);
+            return report;
         }
         if report.total > 1 {
             if report.missing.is_empty() {
@@ -311,7 +316,7 @@ impl Inner {
             report.total,
             &report.missing,
         );
-        Some(report)
+        report
     }
 
     /// Whether the monitor should start a background repair for this volume now: several paths,
