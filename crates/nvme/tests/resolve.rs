@@ -242,3 +242,38 @@ fn multipath_setting_is_read_from_nvme_core() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The one-walk view answers every NQN exactly as a lookup of that NQN alone would: multipath
+/// head, plain namespaces preferring the live controller, a stray controller without its
+/// subsystem entry, and an NQN the host does not have.
+#[tokio::test]
+async fn the_host_view_answers_each_nqn_like_its_own_lookup() {
+    let s = FakeSys::new();
+    s.add_subsystem(0, VOL1);
+    s.add_controller(0, 0, VOL1, "live", "10.0.0.1", 4420);
+    s.add_controller(1, 0, VOL1, "connecting", "10.0.1.1", 4420);
+    s.add_multipath_ns(0, 1, 1, &[0, 1], 0);
+    s.add_subsystem(1, VOL2);
+    s.add_controller(2, 1, VOL2, "connecting", "10.0.0.1", 4420);
+    s.add_controller(3, 1, VOL2, "live", "10.0.0.9", 4420);
+    s.add_plain_ns(2, 1, 1, 1);
+    s.add_plain_ns(3, 1, 1, 2);
+    // A controller whose subsystem entry is gone.
+    s.add_subsystem(7, BOOT);
+    s.add_controller(4, 7, BOOT, "live", "10.0.0.1", 4420);
+    s.remove_subsystem(7);
+
+    let ini = nvme::Initiator::new(config(&s), host());
+    let view = ini.host_view().await.unwrap();
+    let fs = sysfs(&s);
+    for n in [VOL1, VOL2, BOOT, "nqn.2000-02.com.mikrotik:pvc-absent"] {
+        assert_eq!(
+            view.subsystem(&nqn(n)),
+            fs.subsystem(n).unwrap().as_ref(),
+            "{n}"
+        );
+        assert_eq!(view.device(&nqn(n)), fs.device(n).unwrap(), "{n}");
+    }
+    assert_eq!(view.device(&nqn(VOL2)).unwrap().name, "nvme3n1");
+    assert_eq!(view.len(), 3);
+}
