@@ -427,9 +427,31 @@ impl Sysfs {
         Ok(out)
     }
 
+    /// The controllers whose `subsysnqn` is `nqn`. Every controller on the host is looked at
+    /// (a controller whose subsystem entry is gone still counts), but only its `subsysnqn` is
+    /// read unless it matches: one small read per foreign controller instead of a full one.
+    fn controllers_of(&self, nqn: &str) -> Result<Vec<Controller>> {
+        let mut out = Vec::new();
+        for name in list_names(&self.root.join("class/nvme"))? {
+            if !matches!(parse_name(&name), Some(NvmeName::Controller(_))) {
+                continue;
+            }
+            let owner = read_attr(&self.controller_dir(&name).join("subsysnqn"))?;
+            if owner.as_deref() != Some(nqn) {
+                continue;
+            }
+            if let Some(c) = self.controller(&name)?
+                && c.subsysnqn == nqn
+            {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     /// The subsystem for `nqn`, or `None` when nothing on the host carries it.
     pub fn subsystem(&self, nqn: &str) -> Result<Option<Subsystem>> {
-        let controllers = self.controllers()?;
+        let controllers = self.controllers_of(nqn)?;
         for name in list_names(&self.root.join("class/nvme-subsystem"))? {
             let dir = self.root.join("class/nvme-subsystem").join(&name);
             if read_attr(&dir.join("subsysnqn"))?.as_deref() == Some(nqn) {
