@@ -21,16 +21,17 @@ hf_acl() {
         ls "$CFG/subsystems/$1/allowed_hosts" | tr '\n' ' ' | sed 's/ $//'
     fi
 }
-# hf_connect NQN HOSTNQN HOSTID : raw nvme-cli connect as that host; succeeds only when a live
-# controller for NQN appears. Leaves the connection up.
+# hf_connect NQN HOSTNQN HOSTID [ADDRESS] : raw nvme-cli connect as that host (to 127.0.0.1, or
+# ADDRESS: the simulator exports every disk on its second address too, the multipath path);
+# succeeds only when a live controller for NQN appears. Leaves the connection up.
 hf_connect() {
-    nvme connect -t tcp -a 127.0.0.1 -s $PORT -n "$1" --hostnqn "$2" --hostid "$3" \
+    nvme connect -t tcp -a "${4:-127.0.0.1}" -s $PORT -n "$1" --hostnqn "$2" --hostid "$3" \
         > /tmp/hf.connect.txt 2>&1 || return 1
     i=0; until live_ctrl "$1"; do i=$((i+1)); [ $i -lt 100 ] || return 1; sleep 0.1; done
 }
-# hf_refused NQN HOSTNQN HOSTID : the connect fails and no controller for NQN exists.
+# hf_refused NQN HOSTNQN HOSTID [ADDRESS] : the connect fails and no controller for NQN exists.
 hf_refused() {
-    ! hf_connect "$1" "$2" "$3" && [ -z "$(ctrls_of "$1")" ]
+    ! hf_connect "$1" "$2" "$3" "${4:-127.0.0.1}" && [ -z "$(ctrls_of "$1")" ]
 }
 hf_disconnect() { nvme disconnect -n "$1" > /dev/null 2>&1; }
 # The target's own word for a refused host, when the kernel log shows it.
@@ -66,6 +67,13 @@ if [ -n "$HF_NODE" ] && csi hf.create create-volume --name pvc-vm-hostfence --si
         fail hostfence.refused "second host connected: $(tr '\n' ' ' < /tmp/hf.connect.txt | cut -c1-160)"
     fi
     hf_disconnect "$HF_NQN"
+    # The fence is the subsystem's, not a port's: the second path refuses the same host.
+    if hf_refused "$HF_NQN" "$HF_H2" "$HF_U2" 127.0.0.2; then
+        pass hostfence.refused.second-path "second host refused on 127.0.0.2 too (the multipath path)"
+    else
+        fail hostfence.refused.second-path "second host connected through 127.0.0.2: $(tr '\n' ' ' < /tmp/hf.connect.txt | cut -c1-160)"
+    fi
+    hf_disconnect "$HF_NQN"
     mkdir -p "$HF_STAGE"
     if csi hf.stage node-stage "$HF_VOL" --staging-path "$HF_STAGE" --fs-type ext4 $HF_CTX \
        && [ -n "$(mount_source "$HF_STAGE")" ]; then
@@ -99,6 +107,12 @@ if [ -n "$HF_NODE" ] && csi hf.create create-volume --name pvc-vm-hostfence --si
         pass hostfence.swap.refused "this node (the first host) is refused now $(hf_dmesg "$HF_H1")"
     else
         fail hostfence.swap.refused "first host connected: $(tr '\n' ' ' < /tmp/hf.connect.txt | cut -c1-160)"
+    fi
+    hf_disconnect "$HF_NQN"
+    if hf_refused "$HF_NQN" "$HF_H1" "$HF_U1" 127.0.0.2; then
+        pass hostfence.swap.refused.second-path "this node is refused on 127.0.0.2 too"
+    else
+        fail hostfence.swap.refused.second-path "first host connected through 127.0.0.2: $(tr '\n' ' ' < /tmp/hf.connect.txt | cut -c1-160)"
     fi
     hf_disconnect "$HF_NQN"
     csi_twice hf.unpub2 unpublish "$HF_VOL" --node "vm-node2/$HF_H2" \
