@@ -28,6 +28,15 @@ fn mounts(e: &Env) -> usize {
         .count()
 }
 
+/// Multipath on, VOL staged over TWO while 10.0.1.1 refuses connects (its port is down).
+async fn stage_with_the_second_path_refused(e: &Env) {
+    e.kernel.set_multipath(true);
+    e.kernel.refuse("10.0.1.1", true);
+    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn stage_connects_every_path_with_one_host_identity_and_mounts_the_head() {
     let e = Env::new();
@@ -70,11 +79,7 @@ async fn stage_connects_every_path_with_one_host_identity_and_mounts_the_head() 
 #[tokio::test]
 async fn a_path_that_cannot_connect_does_not_fail_the_stage_and_is_retried_in_the_background() {
     let e = Env::new();
-    e.kernel.set_multipath(true);
-    e.kernel.refuse("10.0.1.1", true);
-    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
-        .await
-        .unwrap();
+    stage_with_the_second_path_refused(&e).await;
     assert!(
         e.seen
             .any(&format!("paths {VOL} 1/2 missing=10.0.1.1:4420 pvc=Some")),
@@ -153,11 +158,7 @@ async fn a_path_that_stays_down_is_retried_after_a_pause_not_on_every_pass() {
     // A pause far longer than the test: every pass after the first failure falls inside it.
     // (The retry once a pause is over is the "retried in the background" test above.)
     let e = Env::with_config(|c| c.recovery.initial_backoff = Duration::from_secs(3600));
-    e.kernel.set_multipath(true);
-    e.kernel.refuse("10.0.1.1", true);
-    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
-        .await
-        .unwrap();
+    stage_with_the_second_path_refused(&e).await;
     let tries = |e: &Env| {
         e.kernel
             .connects()
@@ -192,11 +193,7 @@ async fn a_path_that_stays_down_is_retried_after_a_pause_not_on_every_pass() {
 #[tokio::test]
 async fn a_path_that_never_answers_does_not_hold_up_unstage_and_a_late_connect_is_undone() {
     let e = Env::new();
-    e.kernel.set_multipath(true);
-    e.kernel.refuse("10.0.1.1", true);
-    e.stage_with(VOL, NQN, fs_cap("ext4", &[]), &TWO)
-        .await
-        .unwrap();
+    stage_with_the_second_path_refused(&e).await;
     assert_eq!(e.kernel.connects().len(), 2);
     // The address comes back but its connect sleeps in the kernel until released.
     e.kernel.refuse("10.0.1.1", false);
