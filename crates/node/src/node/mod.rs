@@ -69,15 +69,37 @@ const CAPABILITIES: &[RpcType] = &[
 pub(crate) struct Watch {
     /// Whether a live controller was seen on the previous pass.
     pub live: Option<bool>,
-    /// Consecutive failed recoveries, for the backoff.
-    pub failures: u32,
-    pub next_try: Option<tokio::time::Instant>,
+    /// The volume's recovery: skipped by the monitor while it backs off.
+    pub recovery: Retry,
     /// The live paths (`address:port`) last reported to the observer.
     pub live_paths: Option<Vec<String>>,
-    /// Consecutive background path repairs that left a path unconnected, for their own backoff
-    /// (a dead secondary address is not a failed recovery: the volume is fine).
-    pub path_failures: u32,
-    pub path_next_try: Option<tokio::time::Instant>,
+    /// Background repairs that left a path unconnected, apart from `recovery` (a dead
+    /// secondary address is not a failed recovery: the volume is fine).
+    pub paths: Retry,
+}
+
+/// Consecutive failures of one kind of attempt, and when the next may start.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Retry {
+    failures: u32,
+    next_try: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    pub fn due(&self, now: tokio::time::Instant) -> bool {
+        self.next_try.is_none_or(|t| t <= now)
+    }
+
+    /// After an attempt: a failure pauses the next one by the policy's doubling backoff, a
+    /// success clears the pause.
+    pub fn record(&mut self, failed: bool, policy: &RecoveryPolicy) {
+        if failed {
+            self.failures = self.failures.saturating_add(1);
+            self.next_try = Some(tokio::time::Instant::now() + policy.backoff(self.failures));
+        } else {
+            *self = Retry::default();
+        }
+    }
 }
 
 pub(crate) struct Inner {

@@ -200,7 +200,7 @@ impl Inner {
     ) -> Option<(VolumeCheck, Option<PathReport>)> {
         let id = rec.volume_id.clone();
         let now = Instant::now();
-        if self.watch_of(&id).next_try.is_some_and(|t| t > now) {
+        if !self.watch_of(&id).recovery.due(now) {
             return Some((VolumeCheck::BackingOff, None));
         }
         let _guard = self.locks.lock(&id).await;
@@ -212,10 +212,10 @@ impl Inner {
                 tracing::info!(volume = %id, nqn = %nqn, "NVMe connection restored");
                 self.observer.connection_restored(&id, &nqn);
             }
+            let policy = &self.cfg.recovery;
             self.update_watch(&id, |w| {
                 w.live = Some(true);
-                w.failures = 0;
-                w.next_try = None;
+                w.recovery.record(false, policy);
             });
             let paths = self.announce_paths(&rec, paths);
             return Some((VolumeCheck::Healthy, Some(paths)));
@@ -253,17 +253,8 @@ impl Inner {
         };
         // Multipath: report a change of the live path set (and the first view after a start).
         let paths = self.report_paths(&rec).await;
-        let policy = self.cfg.recovery.clone();
         let failed = matches!(check, VolumeCheck::Failed(_));
-        self.update_watch(&id, |w| {
-            if failed {
-                w.failures = w.failures.saturating_add(1);
-                w.next_try = Some(Instant::now() + policy.backoff(w.failures));
-            } else {
-                w.failures = 0;
-                w.next_try = None;
-            }
-        });
+        self.update_watch(&id, |w| w.recovery.record(failed, &self.cfg.recovery));
         if matches!(check, VolumeCheck::Recovered(_)) {
             // A reconnect changes the controller state; record it so it is not reported twice.
             if let Ok(Some(Health::Healthy)) = self.initiator.health(&rec.nqn().ok()?).await {
@@ -277,7 +268,7 @@ impl Inner {
         Some((check, paths))
     }
 
-    fn watch_of(&self, id: &str) -> super::Watch {
+    pub(crate) fn watch_of(&self, id: &str) -> super::Watch {
         self.watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -286,7 +277,7 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    fn update_watch(&self, id: &str, f: impl FnOnce(&mut super::Watch)) {
+    pub(crate) fn update_watch(&self, id: &str, f: impl FnOnce(&mut super::Watch)) {
         let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(id.to_string()).or_default());
     }

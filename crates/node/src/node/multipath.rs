@@ -329,11 +329,7 @@ impl Inner {
         if report.multipath_off.is_some() && !report.live.is_empty() {
             return false;
         }
-        let now = Instant::now();
-        let map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(volume_id)
-            .and_then(|w| w.path_next_try)
-            .is_none_or(|t| t <= now)
+        self.watch_of(volume_id).paths.due(Instant::now())
     }
 
     /// Connects the paths of a staged volume that have no controller, without its lock (see the
@@ -368,18 +364,9 @@ impl Inner {
                 (Vec::new(), true)
             }
         };
-        let policy = self.cfg.recovery.clone();
-        {
-            let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-            let w = map.entry(rec.volume_id.clone()).or_default();
-            if failed {
-                w.path_failures = w.path_failures.saturating_add(1);
-                w.path_next_try = Some(Instant::now() + policy.backoff(w.path_failures));
-            } else {
-                w.path_failures = 0;
-                w.path_next_try = None;
-            }
-        }
+        self.update_watch(&rec.volume_id, |w| {
+            w.paths.record(failed, &self.cfg.recovery)
+        });
         if done.is_empty() {
             return None;
         }
